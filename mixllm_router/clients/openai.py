@@ -1,0 +1,231 @@
+"""Client for the OpenAI chat-completions API and every server that speaks it (vLLM, Ollama,
+llama.cpp server, LM Studio, ... through ``base_url``).
+
+The SDK's own retries are switched off (``max_retries=0``): one retry/fallback loop, owned by
+:class:`mixllm_router.calling.FallbackCaller`, decides whether to wait, retry or move to another
+candidate, so retries never multiply (SDK retries × our retries) and a failing provider is left
+quickly for the next best one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from pydantic import SecretStr
+
+from .._exceptions import ConfigError
+from ._errors import map_provider_error
+from ._secrets import resolve_key
+from .base import (
+    BaseChatClient,
+    Completion,
+    CompletionChunk,
+    MessagesInput,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    _decode_arguments,
+    normalize_messages,
+    to_openai_messages,
+)
+
+__all__ = ["OpenAIClient"]
+
+
+class OpenAIClient(BaseChatClient):
+    """Call ``model`` through ``openai.OpenAI().chat.completions``.
+
+    ``api_key`` defaults to ``$OPENAI_API_KEY``; a key is optional when ``base_url`` points at a
+    local OpenAI-compatible server. ``http_client`` / ``async_http_client`` are ``httpx2`` clients
+    handed to the SDK (for proxies, custom transports, tests). ``extra_body`` is merged into every
+    request (e.g. vLLM's ``{"top_k": 20}``).
+    """
+
+    supports_tools = True
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: SecretStr | str | None = None,
+        base_url: str | None = None,
+        http_client: Any = None,
+        async_http_client: Any = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float = 60.0,
+        supports_tools: bool = True,
+    ) -> None:
+        if not model:
+            raise ConfigError("OpenAIClient needs a model name")
+        self.model = model
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.extra_body = dict(extra_body or {})
+        self.supports_tools = supports_tools
+        self._api_key = resolve_key(api_key, "OPENAI_API_KEY")
+        if self._api_key is None and base_url is None:
+            raise ConfigError("OpenAIClient needs api_key= or $OPENAI_API_KEY (or a base_url of a local server)")
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._sync: Any = None
+        # One AsyncOpenAI per event loop: an httpx async pool must not be shared across loops.
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        return f"OpenAIClient(model={self.model!r}{where})"
+
+    # -- SDK clients ---------------------------------------------------------------------------
+    def _key(self) -> str:
+        return self._api_key.get_secret_value() if self._api_key is not None else "not-needed"
+
+    def _client(self) -> Any:
+        if self._sync is None:
+            import openai
+
+            self._sync = openai.OpenAI(
+                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
+                http_client=self._http_client,
+            )
+        return self._sync
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            import openai
+
+            client = openai.AsyncOpenAI(
+                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
+                http_client=self._async_http_client,
+            )
+            self._async[loop] = client
+        return client
+
+    def _error(self, exc: BaseException) -> BaseException | None:
+        return map_provider_error(exc, provider=f"openai:{self.model}", secrets=[self._key()])
+
+    # -- request / response --------------------------------------------------------------------
+    def _request(self, messages: MessagesInput, tools, max_tokens, temperature, stop, timeout) -> dict[str, Any]:
+        self._check_tools(tools)
+        kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(normalize_messages(messages))}
+        if tools:
+            kwargs["tools"] = list(tools)
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if stop:
+            kwargs["stop"] = list(stop)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if self.extra_body:
+            kwargs["extra_body"] = dict(self.extra_body)
+        return kwargs
+
+    @staticmethod
+    def _completion(resp: Any) -> Completion:
+        choice = resp.choices[0] if resp.choices else None
+        message = choice.message if choice is not None else None
+        calls = [
+            ToolCall(id=c.id or "", name=c.function.name or "", arguments=_decode_arguments(c.function.arguments))
+            for c in (getattr(message, "tool_calls", None) or [])
+            if getattr(c, "function", None) is not None
+        ]
+        usage = resp.usage
+        return Completion(
+            text=(message.content or "") if message is not None else "",
+            tool_calls=calls,
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason if choice is not None else None,
+            model=resp.model,
+            raw=resp,
+        )
+
+    @staticmethod
+    def _chunk(event: Any) -> CompletionChunk:
+        chunk = CompletionChunk(model=getattr(event, "model", None))
+        for choice in event.choices or []:
+            delta = choice.delta
+            if delta is not None:
+                chunk.text += delta.content or ""
+                for c in delta.tool_calls or []:
+                    fn = c.function
+                    chunk.tool_calls.append(
+                        ToolCallDelta(
+                            index=c.index, id=c.id, name=getattr(fn, "name", None),
+                            arguments=getattr(fn, "arguments", None) or "",
+                        )
+                    )
+            if choice.finish_reason:
+                chunk.finish_reason = choice.finish_reason
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            chunk.input_tokens = usage.prompt_tokens
+            chunk.output_tokens = usage.completion_tokens
+        return chunk
+
+    # -- the four calls ------------------------------------------------------------------------
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
+                 temperature: float | None = None, stop: Sequence[str] | None = None,
+                 timeout: float | None = None) -> Completion:
+        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+        try:
+            resp = self._client().chat.completions.create(**kwargs)
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
+        return self._completion(resp)
+
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        max_tokens: int | None = None, temperature: float | None = None,
+                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
+        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+        try:
+            resp = await self._aclient().chat.completions.create(**kwargs)
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
+        return self._completion(resp)
+
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
+               temperature: float | None = None, stop: Sequence[str] | None = None,
+               timeout: float | None = None) -> Iterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+        try:
+            events = self._client().chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
+            with events:
+                for event in events:
+                    yield self._chunk(event)
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                      max_tokens: int | None = None, temperature: float | None = None,
+                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+        try:
+            events = await self._aclient().chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
+            async with events:
+                async for event in events:
+                    yield self._chunk(event)
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
