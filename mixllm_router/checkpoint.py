@@ -1,0 +1,228 @@
+"""Checkpoints: a folder with a JSON manifest and safetensors arrays. Never pickle.
+
+Layout of a checkpoint folder::
+
+    manifest.json                  format, format_version, library versions, config, candidates,
+                                   per-candidate metadata, the arrays file name and its SHA-256
+    arrays-<digest>.safetensors    every learned array (predictors, embedding bank, calibration)
+
+Atomicity. ``save`` writes the arrays under a new content-addressed name (temp file, fsync,
+rename), then replaces ``manifest.json`` with ``os.replace`` (atomic on POSIX and Windows), and only
+then deletes arrays files the new manifest does not name. A crash at any point leaves either the old
+manifest with its old arrays file, or the new manifest with its new one: the folder always loads.
+
+Loading reads JSON and safetensors only: nothing in a checkpoint can run code. Every failure
+(missing file, damaged JSON, checksum mismatch, newer format version, a file name that tries to
+leave the folder, missing or mis-shaped arrays) raises :class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._exceptions import CheckpointError, ConfigError, DataError, MixLLMError
+from .candidates import Candidate
+from .tradeoff import TradeoffCurve
+
+if TYPE_CHECKING:
+    from .encoders.base import QueryEncoder
+    from .router import MixLLMRouter
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "write_checkpoint", "read_checkpoint", "save_router", "load_router"]
+
+FORMAT = "mixllm-router-checkpoint"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_ARRAYS_NAME = re.compile(r"^arrays-[0-9a-f]{16}\.safetensors$")
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("mixllm-router", "numpy", "safetensors", "scikit-learn"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write ``manifest`` (JSON-serialisable) and ``arrays`` into the folder ``path``."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    blob = save(contiguous)
+    digest = hashlib.sha256(blob).hexdigest()
+    arrays_name = f"arrays-{digest[:16]}.safetensors"
+    _write_atomic(path / arrays_name, blob)
+    full = dict(manifest)
+    full.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        arrays_file=arrays_name,
+        arrays_sha256=digest,
+        saved_at=time.time(),
+        versions=_library_versions(),
+    )
+    try:
+        text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"manifest for {path} is not plain JSON: {exc}") from exc
+    _write_atomic(path / MANIFEST, text.encode("utf-8"))
+    _fsync_dir(path)
+    for old in path.glob("arrays-*.safetensors"):
+        if old.name != arrays_name:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and verify a checkpoint folder: ``(manifest, arrays)``."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {path}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{manifest_path} is missing: not a mixllm-router checkpoint") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{manifest_path} is damaged (not valid JSON): {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{manifest_path} is not a mixllm-router manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{manifest_path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{manifest_path} has format version {version}; this mixllm-router reads up to "
+            f"{FORMAT_VERSION}: upgrade mixllm-router"
+        )
+    name = manifest.get("arrays_file")
+    if not isinstance(name, str) or not _ARRAYS_NAME.match(name):
+        raise CheckpointError(f"{manifest_path}: arrays_file {name!r} is not a file name this library writes")
+    arrays_path = path / name
+    try:
+        blob = arrays_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{arrays_path} is missing (named by {manifest_path})") from None
+    if hashlib.sha256(blob).hexdigest() != manifest.get("arrays_sha256"):
+        raise CheckpointError(f"{arrays_path} is damaged: its SHA-256 does not match the manifest")
+    try:
+        arrays = load(blob)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{arrays_path} is not a valid safetensors file: {exc}") from None
+    return manifest, arrays
+
+
+# ---------------------------------------------------------------------------------- the router
+def save_router(router: MixLLMRouter, path: Path) -> Path:
+    """Checkpoint a fitted router (called by :meth:`MixLLMRouter.save`)."""
+    assert router.bank_ is not None
+    names = router.pool.names
+    arrays: dict[str, np.ndarray] = {"bank.embeddings": router.bank_}
+    candidates_meta = []
+    for i, name in enumerate(names):
+        model = router.predictors_[name]
+        candidates_meta.append({"spec": router.pool.get(name).model_dump(), "predictor": model.meta()})
+        arrays.update({f"candidate.{i}.{k}": v for k, v in model.state_arrays().items()})
+    if router.calibration_ is not None:
+        cal = router.calibration_
+        arrays.update({
+            "calibration.cost_weights": cal.cost_weights,
+            "calibration.cost_share": cal.cost_share,
+            "calibration.quality_share": cal.quality_share,
+        })
+    manifest = {
+        "config": router.config.model_dump(mode="json"),
+        "candidates": candidates_meta,
+        "reference": router.reference_,
+        "encoder_fingerprint": router.encoder_fingerprint_,
+        "extra": router._checkpoint_extra() if hasattr(router, "_checkpoint_extra") else {},
+    }
+    return write_checkpoint(path, manifest, arrays)
+
+
+def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:
+    """Rebuild a router from :func:`save_router`'s folder (called by :meth:`MixLLMRouter.load`)."""
+    manifest, arrays = read_checkpoint(path)
+    where = path / MANIFEST
+    try:
+        router = cls(config=manifest["config"], encoder=encoder)
+        bank = arrays["bank.embeddings"]
+        if bank.ndim != 2:
+            raise DataError("bank.embeddings must be 2-D")
+        from .predictors import CandidatePredictor
+
+        for i, entry in enumerate(manifest["candidates"]):
+            spec = Candidate.model_validate(entry["spec"])
+            router.pool.add(spec)
+            prefix = f"candidate.{i}."
+            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            router.predictors_[spec.name] = CandidatePredictor.from_state(entry["predictor"], sub, bank_size=bank.shape[0])
+        router.bank_ = bank
+        if "calibration.cost_weights" in arrays:
+            router.calibration_ = TradeoffCurve(
+                arrays["calibration.cost_weights"], arrays["calibration.cost_share"], arrays["calibration.quality_share"]
+            )
+        router.reference_ = manifest.get("reference")
+        router.encoder_fingerprint_ = manifest.get("encoder_fingerprint")
+        if hasattr(router, "_restore_extra"):
+            router._restore_extra(manifest.get("extra") or {}, arrays)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, MixLLMError) as exc:
+        if isinstance(exc, ConfigError):
+            raise CheckpointError(f"{where}: invalid config: {exc}") from exc
+        raise CheckpointError(f"{where} does not describe a valid router: {type(exc).__name__}: {exc}") from exc
+    if encoder is not None and router.encoder_fingerprint_ and encoder.fingerprint != router.encoder_fingerprint_:
+        import warnings
+
+        warnings.warn(
+            f"the encoder given to load() ({encoder.fingerprint}) differs from the one the router was "
+            f"trained with ({router.encoder_fingerprint_}); predictions may be off",
+            stacklevel=3,
+        )
+    return router

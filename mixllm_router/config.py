@@ -1,0 +1,100 @@
+"""Router settings, validated with pydantic.
+
+Every knob of the meta score ``S = q − λ·c + α·u − β·P + γ·κ·s`` and of the predictors lives here,
+is saved in the checkpoint manifest, and is checked when set: a negative weight or an unknown model
+kind fails at construction with :class:`~mixllm_router.ConfigError`, not at the first query.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._exceptions import ConfigError
+
+__all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
+
+QualityModel = Literal["ridge", "knn", "mlp", "ensemble"]
+
+
+class EncoderSettings(BaseModel):
+    """Which query encoder to use and how to cut long prompts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["minilm", "hf", "hashing"] = Field(
+        default="minilm", description="'minilm': bundled all-MiniLM-L6-v2; 'hf': a local HF folder; 'hashing': torch-free."
+    )
+    model_path: str | None = Field(default=None, description="Local Hugging Face model folder (kind='hf').")
+    max_tokens: int = Field(default=256, gt=8, le=8192)
+    truncation: Literal["head", "tail", "head_tail"] = Field(
+        default="tail", description="Which end of a long prompt to keep (see docs/benchmarks.md)."
+    )
+    batch_size: int = Field(default=64, gt=0)
+    cache_dir: str | None = Field(default=None, description="On-disk embedding cache; None: the default cache folder.")
+    use_cache: bool = True
+
+    @model_validator(mode="after")
+    def _path_for_hf(self) -> EncoderSettings:
+        if self.kind == "hf" and not self.model_path:
+            raise ValueError("encoder kind 'hf' needs model_path")
+        return self
+
+
+class LatencySettings(BaseModel):
+    """The latency penalty ``P(W; τ, ξ)`` and its weight β (see ``mixllm_router.load``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tolerance_s: float = Field(default=30.0, gt=0, description="τ: the longest wait a user accepts.")
+    xi: float = Field(default=0.8, gt=0, le=1, description="ξ: the penalty starts at ξ·τ.")
+    weight: float = Field(default=0.0, ge=0, description="β: weight of the penalty in the meta score.")
+    hard_limit: bool = Field(default=True, description="Candidates past τ are chosen only when all are.")
+
+
+class RouterConfig(BaseModel):
+    """All settings of a :class:`~mixllm_router.MixLLMRouter`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cost_weight: float = Field(
+        default=50.0, ge=0, description="λ: quality points one USD is worth. 0 ignores cost."
+    )
+    exploration: float = Field(default=0.05, ge=0, description="α: weight of the LinUCB uncertainty bonus.")
+    feedback_weight: float = Field(default=0.0, ge=0, description="γ: weight of the online feedback score.")
+    prior_strength: float = Field(default=1.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
+    quality_model: QualityModel = Field(default="ensemble", description="Per-candidate quality predictor.")
+    knn_k: int = Field(default=40, gt=0, description="Neighbours for the kNN quality predictor.")
+    mlp_hidden: int = Field(default=64, gt=0)
+    mlp_alpha: float = Field(default=1e-2, ge=0, description="L2 penalty of the MLP predictor.")
+    reference_model: str | None = Field(
+        default=None, description="Model whose cost defines `cost_share` (default: the costliest candidate)."
+    )
+    calibration_folds: int = Field(default=5, ge=2, le=20, description="Folds for out-of-fold calibration of λ.")
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    latency: LatencySettings = Field(default_factory=LatencySettings)
+    seed: int = 0
+
+
+def make_config(config: RouterConfig | dict[str, Any] | None = None, **overrides: Any) -> RouterConfig:
+    """Build a validated config from a config, a dict and/or keyword overrides.
+
+    Raises :class:`ConfigError` (not pydantic's ValidationError) listing every invalid field.
+    """
+    try:
+        if config is None:
+            base: dict[str, Any] = {}
+        elif isinstance(config, RouterConfig):
+            base = config.model_dump()
+        elif isinstance(config, dict):
+            base = dict(config)
+        else:
+            raise ConfigError(f"config must be a RouterConfig or a dict, got {type(config).__name__}")
+        base.update(overrides)
+        return RouterConfig.model_validate(base)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<config>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid router config: {problems}") from None

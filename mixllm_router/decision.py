@@ -1,0 +1,92 @@
+"""What a routing decision says, in a form a person (and a log line) can read."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CandidateScore", "RoutingDecision", "new_decision_id"]
+
+
+def new_decision_id() -> str:
+    """A random id that identifies one decision (feedback is keyed on it)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """Every term of the meta score of one candidate for one query."""
+
+    name: str
+    quality: float
+    cost_usd: float
+    uncertainty: float
+    wait_s: float
+    penalty: float
+    feedback: float
+    score: float
+    eligible: bool
+    reason: str = ""  # why a candidate was not eligible
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The chosen candidate and the scores of all of them.
+
+    ``ranking`` lists eligible candidates best first: the order a caller falls back in.
+    """
+
+    decision_id: str
+    chosen: str
+    scores: tuple[CandidateScore, ...]
+    cost_weight: float
+    query_tokens: int
+    created_at: float
+    query: str = field(default="", repr=False)
+    ranking: tuple[str, ...] = ()
+
+    def score_of(self, name: str) -> CandidateScore:
+        for s in self.scores:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def predicted_quality(self) -> float:
+        return self.score_of(self.chosen).quality
+
+    @property
+    def predicted_cost_usd(self) -> float:
+        return self.score_of(self.chosen).cost_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (``-inf`` scores become ``None``); the query text is left out."""
+        out = asdict(self)
+        out.pop("query")
+        for s in out["scores"]:
+            if not math.isfinite(s["score"]):
+                s["score"] = None
+        out["scores"] = list(out["scores"])
+        out["ranking"] = list(out["ranking"])
+        return out
+
+    def explain(self) -> str:
+        """A small table: one line per candidate, the chosen one marked with ``*``."""
+        lines = [
+            f"decision {self.decision_id[:8]}  λ={self.cost_weight:g} USD⁻¹  prompt≈{self.query_tokens} tokens",
+            f"  {'candidate':<36} {'quality':>7} {'cost $':>10} {'unc.':>6} {'wait s':>7} {'score':>8}",
+        ]
+        for s in sorted(self.scores, key=lambda s: -s.score if math.isfinite(s.score) else math.inf):
+            mark = "*" if s.name == self.chosen else " "
+            score = f"{s.score:8.4f}" if math.isfinite(s.score) else f"{'—':>8}"
+            note = f"  ({s.reason})" if s.reason else ""
+            lines.append(
+                f"{mark} {s.name:<36} {s.quality:7.3f} {s.cost_usd:10.6f} {s.uncertainty:6.3f} "
+                f"{s.wait_s:7.2f} {score}{note}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()

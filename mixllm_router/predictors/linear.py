@@ -1,0 +1,123 @@
+"""Ridge regression kept in LinUCB form: one matrix gives the prediction and its uncertainty.
+
+For a candidate ``l`` and feature vectors ``x = [e, 1]`` (the query embedding plus a bias term):
+
+    A_l = λ0·I + Σ_i x_i x_iᵀ          (d+1)×(d+1), over every query the candidate has seen
+    b_l = Σ_i y_i x_i
+    w_l = A_l⁻¹ b_l                     ridge solution (penalty λ0 on every weight)
+    u_l(x) = sqrt(xᵀ A_l⁻¹ x)           LinUCB uncertainty: large where the candidate has seen
+                                        little data in the direction of x
+
+We store ``A⁻¹`` rather than ``A`` so that both the prediction and the uncertainty cost one
+matrix-vector product, and so that one new observation updates the model in O(d²) with the
+Sherman-Morrison identity instead of an O(d³) refit:
+
+    A⁻¹ ← A⁻¹ − (A⁻¹ x)(A⁻¹ x)ᵀ / (1 + xᵀ A⁻¹ x),     b ← b + y·x
+
+Several targets (quality, log cost, ...) that share the same inputs share ``A⁻¹``: ``b`` is a
+matrix with one column per target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._exceptions import ConfigError, DataError
+
+__all__ = ["LinUCBRidge", "add_bias"]
+
+
+def add_bias(embeddings: np.ndarray) -> np.ndarray:
+    """Append the constant feature 1 to each row: ``x = [e, 1]``."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim == 1:
+        embeddings = embeddings[None, :]
+    return np.hstack([embeddings, np.ones((embeddings.shape[0], 1))])
+
+
+class LinUCBRidge:
+    """Multi-target ridge regression with the LinUCB uncertainty and rank-one online updates.
+
+    ``prior_strength`` is ``λ0``: the ridge penalty and the prior precision of the uncertainty.
+    """
+
+    def __init__(self, dim: int, n_targets: int = 1, *, prior_strength: float = 1.0) -> None:
+        if dim <= 0 or n_targets <= 0:
+            raise ConfigError("LinUCBRidge needs dim > 0 and n_targets > 0")
+        if not prior_strength > 0:
+            raise ConfigError(f"prior_strength (λ0) must be > 0, got {prior_strength}")
+        self.dim = dim  # of x, bias included
+        self.n_targets = n_targets
+        self.prior_strength = float(prior_strength)
+        self.a_inv = np.eye(dim) / self.prior_strength
+        self.b = np.zeros((dim, n_targets))
+        self.n_seen = 0
+        self._weights: np.ndarray | None = None
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LinUCBRidge:
+        """Closed-form fit on ``x`` (n×dim, bias included) and ``y`` (n×n_targets); resets state."""
+        x, y = self._check(x, y)
+        a = self.prior_strength * np.eye(self.dim) + x.T @ x
+        self.a_inv = np.linalg.inv(a)
+        self.a_inv = (self.a_inv + self.a_inv.T) / 2  # keep it exactly symmetric
+        self.b = x.T @ y
+        self.n_seen = int(x.shape[0])
+        self._weights = None
+        return self
+
+    def update(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add observations one at a time with Sherman-Morrison (O(dim²) each)."""
+        x, y = self._check(x, y)
+        for xi, yi in zip(x, y):
+            ax = self.a_inv @ xi
+            self.a_inv -= np.outer(ax, ax) / (1.0 + xi @ ax)
+            self.b += np.outer(xi, yi)
+        self.n_seen += int(x.shape[0])
+        self._weights = None
+
+    # -- prediction ----------------------------------------------------------------------------
+    @property
+    def weights(self) -> np.ndarray:
+        """``w = A⁻¹ b`` (dim×n_targets), cached until the next update."""
+        if self._weights is None:
+            self._weights = self.a_inv @ self.b
+        return self._weights
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Point predictions, shape (n, n_targets)."""
+        return np.asarray(x, dtype=np.float64) @ self.weights
+
+    def uncertainty(self, x: np.ndarray) -> np.ndarray:
+        """``u(x) = sqrt(xᵀ A⁻¹ x)`` for each row, shape (n,)."""
+        x = np.asarray(x, dtype=np.float64)
+        quad = np.einsum("ij,jk,ik->i", x, self.a_inv, x)
+        return np.sqrt(np.maximum(quad, 0.0))
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {"a_inv": self.a_inv, "b": self.b, "n_seen": np.array([self.n_seen], dtype=np.int64)}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], *, prior_strength: float) -> LinUCBRidge:
+        a_inv, b = arrays["a_inv"], arrays["b"]
+        if a_inv.ndim != 2 or a_inv.shape[0] != a_inv.shape[1] or b.shape[0] != a_inv.shape[0]:
+            raise DataError(f"inconsistent LinUCB state shapes: A⁻¹ {a_inv.shape}, b {b.shape}")
+        model = cls(a_inv.shape[0], b.shape[1], prior_strength=prior_strength)
+        model.a_inv = np.array(a_inv, dtype=np.float64)
+        model.b = np.array(b, dtype=np.float64)
+        model.n_seen = int(arrays["n_seen"][0])
+        return model
+
+    def _check(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 1:
+            y = y[:, None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(f"expected features of shape (n, {self.dim}), got {x.shape}")
+        if y.shape != (x.shape[0], self.n_targets):
+            raise DataError(f"expected targets of shape ({x.shape[0]}, {self.n_targets}), got {y.shape}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise DataError("features and targets must be finite")
+        return x, y

@@ -1,0 +1,481 @@
+"""``MixLLMRouter``: learn from recorded outcomes, route each query, save and load.
+
+The router follows scikit-learn's estimator contract: ``__init__`` only stores settings, ``fit``
+learns and returns ``self``, learned state ends in ``_``, and using an unfitted router raises
+:class:`~mixllm_router.NotFittedError`.
+
+Pipeline for one query: encode → ``x = [e, z, 1]`` → per-candidate quality, cost, uncertainty →
+meta score ``S = q − λ·c + α·u − β·P + γ·κ·s`` → the eligible candidate with the highest ``S``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._exceptions import ConfigError, DataError, NotFittedError, UnknownCandidateError
+from .candidates import Candidate, CandidatePool
+from .config import EncoderSettings, RouterConfig, make_config
+from .decision import CandidateScore, RoutingDecision, new_decision_id
+from .policy import ScoreTerms, meta_scores
+from .predictors import CandidatePredictor, features
+from .tradeoff import TradeoffCurve, default_cost_weights, sweep
+
+if TYPE_CHECKING:
+    from .data import RoutingDataset
+    from .encoders.base import QueryEncoder
+
+__all__ = ["MixLLMRouter", "Predictions", "build_encoder"]
+
+
+def build_encoder(settings: EncoderSettings) -> QueryEncoder:
+    """The encoder a config asks for (wrapped in the on-disk cache when enabled)."""
+    from . import encoders
+
+    inner: QueryEncoder
+    if settings.kind == "hashing":
+        inner = encoders.HashingEncoder()
+    else:
+        inner = encoders.HFEncoder(
+            settings.model_path if settings.kind == "hf" else None,
+            max_tokens=settings.max_tokens,
+            truncation=settings.truncation,
+            batch_size=settings.batch_size,
+        )
+    if settings.use_cache:
+        return encoders.CachedEncoder(inner, settings.cache_dir)
+    return inner
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-candidate predictions for a batch of queries (rows) and candidates (columns)."""
+
+    names: list[str]
+    quality: np.ndarray
+    cost: np.ndarray
+    uncertainty: np.ndarray
+    input_tokens: np.ndarray
+
+    def terms(self) -> ScoreTerms:
+        return ScoreTerms(quality=self.quality, cost=self.cost, uncertainty=self.uncertainty)
+
+
+class MixLLMRouter:
+    """Routes each query to the candidate LLM with the best predicted quality for its cost.
+
+    Parameters
+    ----------
+    candidates:
+        Candidates (or plain names) to route among. When empty, ``fit`` takes every model of the
+        training data as a candidate (with unknown prices: cost is then predicted from the
+        recorded cost directly).
+    config:
+        A :class:`RouterConfig` or a dict; keyword ``overrides`` are applied on top.
+    encoder:
+        Any :class:`~mixllm_router.encoders.QueryEncoder`; default: the one ``config.encoder``
+        describes (bundled all-MiniLM-L6-v2 with an on-disk cache).
+    """
+
+    def __init__(
+        self,
+        candidates: Iterable[Candidate | str] | None = None,
+        *,
+        config: RouterConfig | dict[str, Any] | None = None,
+        encoder: QueryEncoder | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = make_config(config, **overrides)
+        self.pool = CandidatePool(candidates or ())
+        self._encoder = encoder
+        self.predictors_: dict[str, CandidatePredictor] = {}
+        self.bank_: np.ndarray | None = None
+        self.calibration_: TradeoffCurve | None = None
+        self.encoder_fingerprint_: str | None = None
+        self.reference_: str | None = None
+
+    # ------------------------------------------------------------------------------ properties
+    @property
+    def encoder(self) -> QueryEncoder:
+        if self._encoder is None:
+            self._encoder = build_encoder(self.config.encoder)
+        return self._encoder
+
+    @property
+    def candidate_names(self) -> list[str]:
+        return self.pool.names
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.bank_ is not None and bool(self.predictors_)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError("this MixLLMRouter is not fitted yet: call fit(data) or MixLLMRouter.load(path)")
+
+    def _quality_kinds(self) -> tuple[str, ...]:
+        kind = self.config.quality_model
+        return ("ridge", "knn", "mlp") if kind == "ensemble" else (kind,)
+
+    # ------------------------------------------------------------------------------ training
+    def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (n, d) and prompt token counts (n,) of ``queries``."""
+        if isinstance(queries, str):
+            raise TypeError("embed() takes a sequence of queries; wrap a single query in a list")
+        embeddings = np.asarray(self.encoder.encode(list(queries), show_progress=show_progress), dtype=np.float32)
+        tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
+        return embeddings, tokens
+
+    def fit(
+        self,
+        data: RoutingDataset,
+        *,
+        embeddings: np.ndarray | None = None,
+        show_progress: bool = False,
+        calibrate: bool = True,
+    ) -> MixLLMRouter:
+        """Learn each candidate's predictors from recorded outcomes.
+
+        ``data`` is a :class:`~mixllm_router.RoutingDataset`. Candidates not in the pool are
+        taken from the data when the pool is empty; otherwise models of the data that are not
+        candidates are ignored (with a warning). ``embeddings`` (aligned with
+        ``data.query_ids``) skips encoding. With ``calibrate``, out-of-fold predictions map the
+        friendly ``cost_share`` handle to λ (see :meth:`route`).
+        """
+        if len(data) == 0:
+            raise DataError("cannot fit on an empty dataset")
+        if len(self.pool) == 0:
+            for name in data.models:
+                self.pool.add(Candidate(name=name))
+        names = self.pool.names
+        unused = [m for m in data.models if m not in self.pool]
+        if unused:
+            warnings.warn(f"ignoring models of the data that are not candidates: {unused}", stacklevel=2)
+        missing = [n for n in names if n not in data.models]
+        if missing:
+            raise DataError(
+                f"candidates with no outcomes in the training data: {missing}; "
+                "fit without them and add them later with add_candidate()"
+            )
+        texts = data.queries
+        if embeddings is None:
+            embeddings, tokens = self.embed(texts, show_progress=show_progress)
+        else:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+            if embeddings.shape[0] != len(texts):
+                raise DataError(f"got {embeddings.shape[0]} embeddings for {len(texts)} queries")
+            tokens = np.array([self.encoder.count_tokens(q) for q in texts], dtype=np.float64)
+        quality = data.matrix("quality", names)
+        cost = data.matrix("cost", names)
+        out_tokens = data.matrix("output_tokens", names) if data.has_column("output_tokens") else None
+
+        self.predictors_ = self._fit_predictors(names, embeddings, tokens, quality, cost, out_tokens)
+        self.bank_ = embeddings
+        self.encoder_fingerprint_ = self.encoder.fingerprint
+        self.reference_ = self._pick_reference(names, cost)
+        self.calibration_ = None
+        if calibrate:
+            self.calibration_ = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
+        return self
+
+    def _pick_reference(self, names: list[str], cost: np.ndarray) -> str:
+        ref = self.config.reference_model
+        if ref is not None:
+            if ref not in names:
+                raise ConfigError(f"reference_model {ref!r} is not a candidate; candidates: {names}")
+            return ref
+        return names[int(np.nanargmax(np.nanmean(cost, axis=0)))]
+
+    def _cost_mode(self, name: str, out_tokens: np.ndarray | None, column: int) -> str:
+        cand = self.pool.get(name)
+        has_prices = cand.input_price > 0 or cand.output_price > 0
+        if has_prices and out_tokens is not None and np.isfinite(out_tokens[:, column]).any():
+            return "tokens"
+        return "direct"
+
+    def _fit_predictors(
+        self,
+        names: list[str],
+        embeddings: np.ndarray,
+        tokens: np.ndarray,
+        quality: np.ndarray,
+        cost: np.ndarray,
+        out_tokens: np.ndarray | None,
+    ) -> dict[str, CandidatePredictor]:
+        cfg = self.config
+        x = features(embeddings, tokens)
+        predictors: dict[str, CandidatePredictor] = {}
+        for j, name in enumerate(names):
+            mode = self._cost_mode(name, out_tokens, j)
+            rows = np.flatnonzero(np.isfinite(quality[:, j]) & np.isfinite(cost[:, j]))
+            if mode == "tokens":
+                assert out_tokens is not None
+                rows = rows[np.isfinite(out_tokens[rows, j])]
+            if rows.size == 0:
+                raise DataError(f"candidate {name!r} has no complete outcome in the training data")
+            model = CandidatePredictor(
+                name,
+                dim=embeddings.shape[1],
+                kinds=self._quality_kinds(),
+                cost_mode=mode,  # type: ignore[arg-type]
+                prior_strength=cfg.prior_strength,
+                knn_k=cfg.knn_k,
+                mlp_hidden=cfg.mlp_hidden,
+                mlp_alpha=cfg.mlp_alpha,
+                seed=cfg.seed,
+            )
+            model.fit(
+                x[rows],
+                rows,
+                embeddings[rows],
+                quality[rows, j],
+                cost[rows, j],
+                None if out_tokens is None else out_tokens[rows, j],
+            )
+            predictors[name] = model
+        return predictors
+
+    def _calibrate(
+        self,
+        names: list[str],
+        embeddings: np.ndarray,
+        tokens: np.ndarray,
+        quality: np.ndarray,
+        cost: np.ndarray,
+        out_tokens: np.ndarray | None,
+    ) -> TradeoffCurve | None:
+        """Out-of-fold predictions on the training data → the λ ↔ cost share curve."""
+        complete = np.flatnonzero(np.isfinite(quality).all(axis=1) & np.isfinite(cost).all(axis=1))
+        folds = self.config.calibration_folds
+        if complete.size < 4 * folds:
+            warnings.warn(
+                f"only {complete.size} queries have outcomes for every candidate: cost_share is not calibrated",
+                stacklevel=3,
+            )
+            return None
+        q_oof, c_oof = self.out_of_fold(names, embeddings[complete], tokens[complete],
+                                        quality[complete], cost[complete],
+                                        None if out_tokens is None else out_tokens[complete])
+        ref = names.index(self.reference_) if self.reference_ else 0
+        grid = default_cost_weights(float(np.mean(cost[complete])))
+        return sweep(q_oof, c_oof, quality[complete], cost[complete], ref, grid)
+
+    def out_of_fold(
+        self,
+        names: list[str],
+        embeddings: np.ndarray,
+        tokens: np.ndarray,
+        quality: np.ndarray,
+        cost: np.ndarray,
+        out_tokens: np.ndarray | None = None,
+        *,
+        folds: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Quality and cost predicted for each query by predictors that never saw it (k-fold)."""
+        folds = folds or self.config.calibration_folds
+        rng = np.random.default_rng(self.config.seed)
+        assignment = rng.permutation(np.arange(embeddings.shape[0]) % folds)
+        q_oof = np.zeros_like(quality, dtype=np.float64)
+        c_oof = np.zeros_like(cost, dtype=np.float64)
+        for fold in range(folds):
+            train = np.flatnonzero(assignment != fold)
+            val = np.flatnonzero(assignment == fold)
+            models = self._fit_predictors(
+                names, embeddings[train], tokens[train], quality[train], cost[train],
+                None if out_tokens is None else out_tokens[train],
+            )
+            q, c, _ = self._predict_with(models, names, embeddings[val], tokens[val], embeddings[train])
+            q_oof[val], c_oof[val] = q, c
+        return q_oof, c_oof
+
+    # ------------------------------------------------------------------------------ prediction
+    def _predict_with(
+        self,
+        models: dict[str, CandidatePredictor],
+        names: Sequence[str],
+        embeddings: np.ndarray,
+        tokens: np.ndarray,
+        bank: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = features(embeddings, tokens)
+        sims = embeddings @ bank.T
+        n, m = embeddings.shape[0], len(names)
+        quality, cost, unc = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
+        for j, name in enumerate(names):
+            model = models[name]
+            cand = self.pool.get(name)
+            quality[:, j] = model.predict_quality(x, embeddings, sims)
+            cost[:, j] = model.predict_cost(x, tokens, cand.input_price, cand.output_price)
+            unc[:, j] = model.uncertainty(x)
+        return quality, cost, unc
+
+    def predict(
+        self,
+        queries: Sequence[str],
+        *,
+        embeddings: np.ndarray | None = None,
+        show_progress: bool = False,
+    ) -> Predictions:
+        """Predicted quality, cost (USD) and uncertainty of every candidate for each query."""
+        self._check_fitted()
+        assert self.bank_ is not None
+        if isinstance(queries, str):
+            raise TypeError("predict() takes a sequence of queries; use route() for one query")
+        if embeddings is None:
+            embeddings, tokens = self.embed(queries, show_progress=show_progress)
+        else:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+            tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
+        names = self.pool.names
+        q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
+        return Predictions(names, q, c, u, tokens)
+
+    # ------------------------------------------------------------------------------ routing
+    def resolve_cost_weight(self, cost_weight: float | None = None, cost_share: float | None = None) -> float:
+        """λ from an explicit weight, a target share of the reference cost, or the config."""
+        if cost_weight is not None and cost_share is not None:
+            raise ConfigError("give cost_weight or cost_share, not both")
+        if cost_weight is not None:
+            if not cost_weight >= 0:
+                raise ConfigError(f"cost_weight must be >= 0, got {cost_weight}")
+            return float(cost_weight)
+        if cost_share is not None:
+            if not 0 <= cost_share:
+                raise ConfigError(f"cost_share must be >= 0, got {cost_share}")
+            if self.calibration_ is None:
+                raise NotFittedError("cost_share needs a calibrated router: fit(data, calibrate=True)")
+            return self.calibration_.cost_weight_for_share(cost_share)
+        return self.config.cost_weight
+
+    def route(
+        self,
+        query: str,
+        *,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+    ) -> RoutingDecision:
+        """Pick a candidate for one query; the decision explains every candidate's score.
+
+        ``cost_weight`` is λ (quality per USD). ``cost_share`` instead asks for the setting that,
+        on held-out training queries, spent at most that share of the reference model's cost with
+        the best quality. ``max_cost_usd`` excludes candidates whose predicted cost exceeds it
+        (the cheapest stays eligible). ``candidates`` restricts the choice to those names.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        return self.route_batch([query], cost_weight=cost_weight, cost_share=cost_share,
+                                max_cost_usd=max_cost_usd, candidates=candidates)[0]
+
+    def route_batch(
+        self,
+        queries: Sequence[str],
+        *,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> list[RoutingDecision]:
+        """:meth:`route` for many queries at once (one encoder batch, one matrix product)."""
+        lam = self.resolve_cost_weight(cost_weight, cost_share)
+        preds = self.predict(queries, embeddings=embeddings)
+        eligible = self._eligibility(preds, max_cost_usd, candidates)
+        scores = meta_scores(preds.terms(), cost_weight=lam, exploration=self.config.exploration, eligible=eligible)
+        now = time.time()
+        decisions = []
+        for i, query in enumerate(queries):
+            order = sorted(range(len(preds.names)), key=lambda j: (-scores[i, j], preds.cost[i, j]))
+            ranking = tuple(preds.names[j] for j in order if eligible[i, j])
+            per_candidate = tuple(
+                CandidateScore(
+                    name=name,
+                    quality=float(preds.quality[i, j]),
+                    cost_usd=float(preds.cost[i, j]),
+                    uncertainty=float(preds.uncertainty[i, j]),
+                    wait_s=0.0,
+                    penalty=0.0,
+                    feedback=0.0,
+                    score=float(scores[i, j]),
+                    eligible=bool(eligible[i, j]),
+                    reason=self._reason(preds, i, j, eligible, max_cost_usd, candidates),
+                )
+                for j, name in enumerate(preds.names)
+            )
+            decisions.append(
+                RoutingDecision(
+                    decision_id=new_decision_id(),
+                    chosen=ranking[0],
+                    scores=per_candidate,
+                    cost_weight=lam,
+                    query_tokens=int(preds.input_tokens[i]),
+                    created_at=now,
+                    query=query,
+                    ranking=ranking,
+                )
+            )
+        return decisions
+
+    def _eligibility(
+        self, preds: Predictions, max_cost_usd: float | None, candidates: Sequence[str] | None
+    ) -> np.ndarray:
+        eligible = np.ones(preds.quality.shape, dtype=bool)
+        if candidates is not None:
+            unknown = [c for c in candidates if c not in self.pool]
+            if unknown:
+                raise UnknownCandidateError(f"unknown candidates {unknown}; known: {self.pool.names}")
+            if not candidates:
+                raise ConfigError("candidates= must name at least one candidate")
+            eligible &= np.isin(preds.names, list(candidates))[None, :]
+        if max_cost_usd is not None:
+            if not max_cost_usd >= 0:
+                raise ConfigError(f"max_cost_usd must be >= 0, got {max_cost_usd}")
+            within = preds.cost <= max_cost_usd
+            fallback = np.where(eligible, preds.cost, np.inf).argmin(axis=1)
+            none_left = ~(within & eligible).any(axis=1)
+            within[none_left, fallback[none_left]] = True
+            eligible &= within
+        return eligible
+
+    @staticmethod
+    def _reason(preds: Predictions, i: int, j: int, eligible: np.ndarray, max_cost_usd: float | None,
+                candidates: Sequence[str] | None) -> str:
+        if eligible[i, j]:
+            return ""
+        if candidates is not None and preds.names[j] not in candidates:
+            return "not among the requested candidates"
+        if max_cost_usd is not None and preds.cost[i, j] > max_cost_usd:
+            return f"predicted cost over max_cost_usd={max_cost_usd:g}"
+        return "not eligible"
+
+    # ------------------------------------------------------------------------------ pool changes
+    def remove_candidate(self, name: str) -> None:
+        """Stop routing to ``name``; every other candidate's state is left as it is."""
+        self.pool.remove(name)
+        self.predictors_.pop(name, None)
+
+    # ------------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint folder (JSON manifest + safetensors), atomically."""
+        from .checkpoint import save_router
+
+        self._check_fitted()
+        return save_router(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:
+        """Load a checkpoint written by :meth:`save`; never unpickles anything."""
+        from .checkpoint import load_router
+
+        return load_router(cls, Path(path), encoder=encoder)
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.is_fitted else "not fitted"
+        return f"MixLLMRouter({self.pool.names!r}, {state})"
