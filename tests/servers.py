@@ -177,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
-        owner._record(self.path, dict(self.headers), body)
+        owner._record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         anthropic = self.path.rstrip("/").endswith("/messages")
         model = str(body.get("model", ""))
         reply = owner._next(model)
@@ -194,8 +194,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 data = _anthropic_json(model, reply) if anthropic else _openai_json(model, reply)
                 self._send_json(200, data, reply.headers)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
+        except OSError:  # the client gave up (timeout) or we hung up on purpose: fine
             self.close_connection = True
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:
+            pass
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str]) -> None:
         payload = json.dumps(obj).encode()
@@ -227,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             is_content = b'"text_delta"' in event or b'"content": "' in event and b'"content": ""' not in event
             if r.break_after is not None and is_content and content_seen >= r.break_after:
                 # Promise more bytes than we send, then hang up: the client sees a truncated body.
-                self.wfile.write(f"{len(event) + 100:x}\r\n".encode() + event)
+                self.wfile.write(f"{len(event):x}\r\n".encode() + event[: len(event) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
