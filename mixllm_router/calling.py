@@ -209,6 +209,7 @@ class _Plan:
                 )
         fresh = [(c, k) for c, k in pairs if not caller.in_cooldown(c.name)]
         self.order = fresh or pairs
+        self._skip_cooling = bool(fresh)  # also skip candidates that start cooling during this call
         if len(fresh) < len(pairs):
             skipped = [c.name for c, _ in pairs if caller.in_cooldown(c.name)]
             logger.info("skipping candidates in cooldown: %s%s", skipped, "" if fresh else " (all cooling; trying anyway)")
@@ -216,6 +217,8 @@ class _Plan:
     def __iter__(self) -> Iterator[tuple[Candidate, ChatClient]]:
         for cand, client in self.order:
             if cand.context_window <= self.min_window:
+                continue
+            if self._skip_cooling and cand.name not in self.errors and self.caller.in_cooldown(cand.name):
                 continue
             if not self._admit(cand):
                 continue
