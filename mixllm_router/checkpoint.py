@@ -175,14 +175,27 @@ def save_router(router: MixLLMRouter, path: Path) -> Path:
             "calibration.cost_share": cal.cost_share,
             "calibration.quality_share": cal.quality_share,
         })
+    encoder_state = None
+    encoder = router._encoder
+    if encoder is not None and hasattr(encoder, "checkpoint_state"):
+        # a learned encoder (e.g. tag-enhanced) travels with the router that was trained on it
+        encoder_state, encoder_arrays = encoder.checkpoint_state()
+        arrays.update({f"encoder.{k}": v for k, v in encoder_arrays.items()})
+    extra_meta, extra_arrays = router._extra_state()
+    arrays.update({f"extra.{k}": v for k, v in extra_arrays.items()})
     manifest = {
         "config": router.config.model_dump(mode="json"),
         "candidates": candidates_meta,
         "reference": router.reference_,
         "encoder_fingerprint": router.encoder_fingerprint_,
-        "extra": router._checkpoint_extra() if hasattr(router, "_checkpoint_extra") else {},
+        "encoder_state": encoder_state,
+        "extra": extra_meta,
     }
     return write_checkpoint(path, manifest, arrays)
+
+
+def _sub(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:
@@ -190,6 +203,12 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
     manifest, arrays = read_checkpoint(path)
     where = path / MANIFEST
     try:
+        if encoder is None and manifest.get("encoder_state"):
+            from .config import make_config
+            from .encoders.restore import restore_encoder
+
+            settings = make_config(manifest["config"]).encoder
+            encoder = restore_encoder(manifest["encoder_state"], _sub(arrays, "encoder."), settings)
         router = cls(config=manifest["config"], encoder=encoder)
         bank = arrays["bank.embeddings"]
         if bank.ndim != 2:
@@ -199,8 +218,7 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
         for i, entry in enumerate(manifest["candidates"]):
             spec = Candidate.model_validate(entry["spec"])
             router.pool.add(spec)
-            prefix = f"candidate.{i}."
-            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            sub = _sub(arrays, f"candidate.{i}.")
             router.predictors_[spec.name] = CandidatePredictor.from_state(entry["predictor"], sub, bank_size=bank.shape[0])
         router.bank_ = bank
         if "calibration.cost_weights" in arrays:
@@ -209,8 +227,7 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
             )
         router.reference_ = manifest.get("reference")
         router.encoder_fingerprint_ = manifest.get("encoder_fingerprint")
-        if hasattr(router, "_restore_extra"):
-            router._restore_extra(manifest.get("extra") or {}, arrays)
+        router._restore_extra(manifest.get("extra") or {}, _sub(arrays, "extra."))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, MixLLMError) as exc:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._exceptions import ConfigError
+from .load import LatencySettings
 
 __all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
 
@@ -42,17 +43,6 @@ class EncoderSettings(BaseModel):
         return self
 
 
-class LatencySettings(BaseModel):
-    """The latency penalty ``P(W; τ, ξ)`` and its weight β (see ``mixllm_router.load``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tolerance_s: float = Field(default=30.0, gt=0, description="τ: the longest wait a user accepts.")
-    xi: float = Field(default=0.8, gt=0, le=1, description="ξ: the penalty starts at ξ·τ.")
-    weight: float = Field(default=0.0, ge=0, description="β: weight of the penalty in the meta score.")
-    hard_limit: bool = Field(default=True, description="Candidates past τ are chosen only when all are.")
-
-
 class RouterConfig(BaseModel):
     """All settings of a :class:`~mixllm_router.MixLLMRouter`."""
 
@@ -74,6 +64,7 @@ class RouterConfig(BaseModel):
     calibration_folds: int = Field(default=5, ge=2, le=20, description="Folds for out-of-fold calibration of λ.")
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     latency: LatencySettings = Field(default_factory=LatencySettings)
+    decision_log_size: int = Field(default=10_000, gt=0, description="Recent decisions kept for feedback.")
     seed: int = 0
 
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CandidateScore", "RoutingDecision", "new_decision_id"]
+__all__ = ["CandidateScore", "DecisionLog", "DecisionRecord", "RoutingDecision", "new_decision_id"]
 
 
 def new_decision_id() -> str:
@@ -90,3 +90,68 @@ class RoutingDecision:
 
     def __str__(self) -> str:
         return self.explain()
+
+
+@dataclass
+class DecisionRecord:
+    """What the router remembers of a recent decision, so feedback can be applied to it later.
+
+    ``answered_by`` is the candidate that actually produced the answer (it differs from
+    ``chosen`` after a fallback); feedback teaches that candidate.
+    """
+
+    decision_id: str
+    chosen: str
+    embedding: Any  # np.ndarray (d,), float32
+    input_tokens: float
+    created_at: float
+    answered_by: str | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    cost_usd: float | None = None
+
+
+class DecisionLog:
+    """A bounded, thread-safe map of recent decisions (oldest evicted first).
+
+    Aliases let a framework's own ids (a LangChain ``run_id``, a LlamaIndex event id) find the
+    decision they belong to.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._records: OrderedDict[str, DecisionRecord] = OrderedDict()
+        self._aliases: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, record: DecisionRecord) -> None:
+        with self._lock:
+            self._records[record.decision_id] = record
+            while len(self._records) > self.capacity:
+                old_id, _ = self._records.popitem(last=False)
+                for alias in [a for a, d in self._aliases.items() if d == old_id]:
+                    del self._aliases[alias]
+
+    def alias(self, alias: str, decision_id: str) -> None:
+        with self._lock:
+            if decision_id in self._records:
+                self._aliases[str(alias)] = decision_id
+
+    def get(self, key: str) -> DecisionRecord | None:
+        key = str(key)
+        with self._lock:
+            decision_id = self._aliases.get(key, key)
+            return self._records.get(decision_id)
+
+    def update(self, decision_id: str, **fields: Any) -> None:
+        with self._lock:
+            record = self._records.get(decision_id)
+            if record is not None:
+                for k, v in fields.items():
+                    setattr(record, k, v)
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -22,14 +22,20 @@ import numpy as np
 from ._exceptions import ConfigError, DataError, NotFittedError, UnknownCandidateError
 from .candidates import Candidate, CandidatePool
 from .config import EncoderSettings, RouterConfig, make_config
-from .decision import CandidateScore, RoutingDecision, new_decision_id
+from .decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
+from .load import LoadTracker
 from .policy import ScoreTerms, meta_scores
 from .predictors import CandidatePredictor, features
 from .tradeoff import TradeoffCurve, default_cost_weights, sweep
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .calling import FallbackCaller
+    from .clients.base import ChatClient
     from .data import RoutingDataset
     from .encoders.base import QueryEncoder
+    from .responses import RoutedResponse, RoutedStream
 
 __all__ = ["MixLLMRouter", "Predictions", "build_encoder"]
 
@@ -62,6 +68,7 @@ class Predictions:
     cost: np.ndarray
     uncertainty: np.ndarray
     input_tokens: np.ndarray
+    embeddings: np.ndarray
 
     def terms(self) -> ScoreTerms:
         return ScoreTerms(quality=self.quality, cost=self.cost, uncertainty=self.uncertainty)
@@ -81,6 +88,13 @@ class MixLLMRouter:
     encoder:
         Any :class:`~mixllm_router.encoders.QueryEncoder`; default: the one ``config.encoder``
         describes (bundled all-MiniLM-L6-v2 with an on-disk cache).
+    clients:
+        How to call each candidate (``{name: ChatClient}``), for :meth:`invoke` and friends;
+        also settable later with :meth:`set_client`. Never saved in checkpoints.
+    load_tracker, caller:
+        Share a :class:`~mixllm_router.load.LoadTracker` or a
+        :class:`~mixllm_router.calling.FallbackCaller` (retries, cooldowns, spending guard)
+        between routers, or inject ones with a manual clock in tests.
     """
 
     def __init__(
@@ -89,11 +103,20 @@ class MixLLMRouter:
         *,
         config: RouterConfig | dict[str, Any] | None = None,
         encoder: QueryEncoder | None = None,
+        clients: Mapping[str, ChatClient] | None = None,
+        load_tracker: LoadTracker | None = None,
+        caller: FallbackCaller | None = None,
         **overrides: Any,
     ) -> None:
         self.config = make_config(config, **overrides)
         self.pool = CandidatePool(candidates or ())
         self._encoder = encoder
+        self.load_tracker = load_tracker if load_tracker is not None else LoadTracker()
+        self._caller = caller
+        self._clients: dict[str, ChatClient] = {}
+        self.decisions = DecisionLog(capacity=self.config.decision_log_size)
+        for name, client in (clients or {}).items():
+            self.set_client(name, client)
         self.predictors_: dict[str, CandidatePredictor] = {}
         self.bank_: np.ndarray | None = None
         self.calibration_: TradeoffCurve | None = None
@@ -334,7 +357,7 @@ class MixLLMRouter:
             tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
         names = self.pool.names
         q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
-        return Predictions(names, q, c, u, tokens)
+        return Predictions(names, q, c, u, tokens, embeddings)
 
     # ------------------------------------------------------------------------------ routing
     def resolve_cost_weight(self, cost_weight: float | None = None, cost_share: float | None = None) -> float:
@@ -388,7 +411,11 @@ class MixLLMRouter:
         lam = self.resolve_cost_weight(cost_weight, cost_share)
         preds = self.predict(queries, embeddings=embeddings)
         eligible = self._eligibility(preds, max_cost_usd, candidates)
-        scores = meta_scores(preds.terms(), cost_weight=lam, exploration=self.config.exploration, eligible=eligible)
+        waits, penalty, eligible = self._latency_terms(preds.names, eligible)
+        terms = ScoreTerms(quality=preds.quality, cost=preds.cost, uncertainty=preds.uncertainty,
+                           penalty=np.broadcast_to(penalty, preds.quality.shape))
+        scores = meta_scores(terms, cost_weight=lam, exploration=self.config.exploration,
+                             latency_weight=self.config.latency.weight, eligible=eligible)
         now = time.time()
         decisions = []
         for i, query in enumerate(queries):
@@ -400,18 +427,26 @@ class MixLLMRouter:
                     quality=float(preds.quality[i, j]),
                     cost_usd=float(preds.cost[i, j]),
                     uncertainty=float(preds.uncertainty[i, j]),
-                    wait_s=0.0,
-                    penalty=0.0,
+                    wait_s=float(waits[j]),
+                    penalty=float(penalty[j]),
                     feedback=0.0,
                     score=float(scores[i, j]),
                     eligible=bool(eligible[i, j]),
-                    reason=self._reason(preds, i, j, eligible, max_cost_usd, candidates),
+                    reason=self._reason(preds, i, j, eligible, max_cost_usd, candidates, waits),
                 )
                 for j, name in enumerate(preds.names)
             )
+            decision_id = new_decision_id()
+            self.decisions.add(DecisionRecord(
+                decision_id=decision_id,
+                chosen=ranking[0],
+                embedding=preds.embeddings[i],
+                input_tokens=float(preds.input_tokens[i]),
+                created_at=now,
+            ))
             decisions.append(
                 RoutingDecision(
-                    decision_id=new_decision_id(),
+                    decision_id=decision_id,
                     chosen=ranking[0],
                     scores=per_candidate,
                     cost_weight=lam,
@@ -444,22 +479,156 @@ class MixLLMRouter:
             eligible &= within
         return eligible
 
-    @staticmethod
-    def _reason(preds: Predictions, i: int, j: int, eligible: np.ndarray, max_cost_usd: float | None,
-                candidates: Sequence[str] | None) -> str:
+    def _latency_terms(self, names: list[str], eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected waits ``W``, penalties ``P(W)`` and eligibility after the hard limit.
+
+        With ``hard_limit``, a candidate whose wait exceeds τ stays eligible for a query only when
+        every candidate eligible for it is past τ.
+        """
+        for name in names:
+            if name not in self.load_tracker:
+                self.load_tracker.register(name, self.pool.get(name).max_concurrency)
+        waits = self.load_tracker.waits(names)
+        lat = self.config.latency
+        penalty = np.asarray(lat.penalty(waits), dtype=np.float64)
+        if lat.hard_limit:
+            over = waits > lat.tolerance_s
+            if over.any():
+                keep = eligible & ~over[None, :]
+                eligible = np.where(keep.any(axis=1, keepdims=True), keep, eligible)
+        return waits, penalty, eligible
+
+    def _reason(self, preds: Predictions, i: int, j: int, eligible: np.ndarray, max_cost_usd: float | None,
+                candidates: Sequence[str] | None, waits: np.ndarray) -> str:
         if eligible[i, j]:
             return ""
         if candidates is not None and preds.names[j] not in candidates:
             return "not among the requested candidates"
         if max_cost_usd is not None and preds.cost[i, j] > max_cost_usd:
             return f"predicted cost over max_cost_usd={max_cost_usd:g}"
+        if waits[j] > self.config.latency.tolerance_s:
+            return f"expected wait {waits[j]:.1f}s over the {self.config.latency.tolerance_s:g}s tolerance"
         return "not eligible"
+
+    # ------------------------------------------------------------------------------ calling
+    def set_client(self, name: str, client: ChatClient) -> None:
+        """Say how to call candidate ``name``; its calls then feed the load tracker."""
+        from ._tracking import TrackedClient
+
+        self.pool.get(name)  # unknown name -> UnknownCandidateError
+        if name not in self.load_tracker:
+            self.load_tracker.register(name, self.pool.get(name).max_concurrency)
+        self._clients[name] = TrackedClient(client, self.load_tracker, name)
+
+    @property
+    def caller(self) -> FallbackCaller:
+        if self._caller is None:
+            from .calling import FallbackCaller
+
+            self._caller = FallbackCaller()
+        return self._caller
+
+    def _callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]:
+        names = [n for n in (candidates if candidates is not None else self.pool.names) if n in self._clients]
+        if tools:
+            names = [n for n in names if self.pool.get(n).supports_tools and self._clients[n].supports_tools]
+        if not names:
+            from ._exceptions import ClientError
+
+            need = " that support tools" if tools else ""
+            raise ClientError(f"no candidate{need} has a client: attach them with set_client(name, client)")
+        return names
+
+    def invoke(
+        self,
+        messages: Any,
+        *,
+        tools: Sequence[Any] | None = None,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+        **generation: Any,
+    ) -> RoutedResponse:
+        """Route ``messages`` (a string or chat turns), call the chosen candidate, fall back on failure.
+
+        Returns the answer with the decision, token usage, actual cost and latency. ``generation``:
+        ``max_tokens``, ``temperature``, ``stop``, ``timeout``.
+        """
+        from .responses import RoutedResponse, prepare_call
+
+        msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
+        result = self.caller.call(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedResponse.build(self, decision, result)
+
+    async def ainvoke(
+        self,
+        messages: Any,
+        *,
+        tools: Sequence[Any] | None = None,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+        **generation: Any,
+    ) -> RoutedResponse:
+        """Async :meth:`invoke`; encoding runs in a worker thread so the event loop never blocks."""
+        import asyncio
+
+        from .responses import RoutedResponse, prepare_call
+
+        msgs, decision, ranked, costs = await asyncio.to_thread(
+            prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
+        )
+        result = await self.caller.acall(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedResponse.build(self, decision, result)
+
+    def stream(
+        self,
+        messages: Any,
+        *,
+        tools: Sequence[Any] | None = None,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+        **generation: Any,
+    ) -> RoutedStream:
+        """Route, then stream the answer; falls back only before the first token."""
+        from .responses import RoutedStream, prepare_call
+
+        msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
+        return RoutedStream(self, decision, self.caller.stream(ranked, msgs, tools=tools, estimated_costs=costs, **generation))
+
+    async def astream(
+        self,
+        messages: Any,
+        *,
+        tools: Sequence[Any] | None = None,
+        cost_weight: float | None = None,
+        cost_share: float | None = None,
+        max_cost_usd: float | None = None,
+        candidates: Sequence[str] | None = None,
+        **generation: Any,
+    ) -> RoutedStream:
+        """Async :meth:`stream`: ``async for chunk in await router.astream(...)``."""
+        import asyncio
+
+        from .responses import RoutedStream, prepare_call
+
+        msgs, decision, ranked, costs = await asyncio.to_thread(
+            prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
+        )
+        return RoutedStream(self, decision, self.caller.astream(ranked, msgs, tools=tools, estimated_costs=costs, **generation))
 
     # ------------------------------------------------------------------------------ pool changes
     def remove_candidate(self, name: str) -> None:
         """Stop routing to ``name``; every other candidate's state is left as it is."""
         self.pool.remove(name)
         self.predictors_.pop(name, None)
+        self._clients.pop(name, None)
+        if name in self.load_tracker:
+            self.load_tracker.unregister(name)
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -468,6 +637,13 @@ class MixLLMRouter:
 
         self._check_fitted()
         return save_router(self, Path(path))
+
+    def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """State beyond the predictors that a checkpoint must carry: (JSON metadata, arrays)."""
+        return {}, {}
+
+    def _restore_extra(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`_extra_state`, called by :meth:`load`."""
 
     @classmethod
     def load(cls, path: str | Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:

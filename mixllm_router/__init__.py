@@ -1,0 +1,84 @@
+"""mixllm-router: send each query to the LLM with the best predicted quality for its cost.
+
+Public API (everything else is private and may change)::
+
+    from mixllm_router import MixLLMRouter, Candidate, RoutingDataset, load_routerbench
+
+Importing this package loads numpy, pandas and pydantic only; torch, transformers and the provider
+SDKs are imported when first used.
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    AllCandidatesFailedError,
+    BudgetExceededError,
+    CheckpointError,
+    ClientError,
+    ConfigError,
+    ContextLengthError,
+    DataError,
+    EncoderError,
+    FeedbackError,
+    MixLLMError,
+    NotFittedError,
+    PermanentClientError,
+    StreamInterruptedError,
+    TransientClientError,
+    UnknownCandidateError,
+)
+from typing import TYPE_CHECKING
+
+from .candidates import Candidate, CandidatePool
+from .config import EncoderSettings, LatencySettings, RouterConfig
+from .decision import CandidateScore, RoutingDecision
+from .router import MixLLMRouter, Predictions
+
+if TYPE_CHECKING:
+    from .data import DataIssue, RoutingDataset, load_routerbench
+
+__version__ = "0.1.0"
+
+_LAZY = {"DataIssue": ".data", "RoutingDataset": ".data", "load_routerbench": ".data"}
+
+
+def __getattr__(name: str) -> object:
+    """Import the pandas-backed data module on first use, keeping ``import mixllm_router`` light."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = [
+    "AllCandidatesFailedError",
+    "BudgetExceededError",
+    "Candidate",
+    "CandidatePool",
+    "CandidateScore",
+    "CheckpointError",
+    "ClientError",
+    "ConfigError",
+    "ContextLengthError",
+    "DataError",
+    "DataIssue",
+    "EncoderError",
+    "EncoderSettings",
+    "FeedbackError",
+    "LatencySettings",
+    "MixLLMError",
+    "MixLLMRouter",
+    "NotFittedError",
+    "PermanentClientError",
+    "Predictions",
+    "RouterConfig",
+    "RoutingDataset",
+    "RoutingDecision",
+    "StreamInterruptedError",
+    "TransientClientError",
+    "UnknownCandidateError",
+    "__version__",
+    "load_routerbench",
+]
