@@ -16,7 +16,7 @@ from .load import LatencySettings
 
 __all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
 
-QualityModel = Literal["ridge", "knn", "mlp", "ensemble"]
+QualityModel = Literal["ridge", "knn", "mlp", "ridge+knn", "ridge+knn+mlp"]
 
 
 class EncoderSettings(BaseModel):
@@ -53,8 +53,10 @@ class RouterConfig(BaseModel):
     )
     exploration: float = Field(default=0.05, ge=0, description="α: weight of the LinUCB uncertainty bonus.")
     feedback_weight: float = Field(default=0.0, ge=0, description="γ: weight of the online feedback score.")
-    prior_strength: float = Field(default=1.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
-    quality_model: QualityModel = Field(default="ensemble", description="Per-candidate quality predictor.")
+    prior_strength: float = Field(default=10.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
+    quality_model: QualityModel = Field(
+        default="ridge", description="Per-candidate quality predictor; '+' averages several."
+    )
     knn_k: int = Field(default=40, gt=0, description="Neighbours for the kNN quality predictor.")
     mlp_hidden: int = Field(default=64, gt=0)
     mlp_alpha: float = Field(default=1e-2, ge=0, description="L2 penalty of the MLP predictor.")

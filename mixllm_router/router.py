@@ -143,8 +143,7 @@ class MixLLMRouter:
             raise NotFittedError("this MixLLMRouter is not fitted yet: call fit(data) or MixLLMRouter.load(path)")
 
     def _quality_kinds(self) -> tuple[str, ...]:
-        kind = self.config.quality_model
-        return ("ridge", "knn", "mlp") if kind == "ensemble" else (kind,)
+        return tuple(self.config.quality_model.split("+"))
 
     # ------------------------------------------------------------------------------ training
     def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,7 @@
 Methods reported in one run (DESIGN §2):
 
 - the router (its configured quality model), swept over the cost weight λ;
-- ``ridge`` and ``knn`` (k=40): the same router with only that quality predictor, on the same
-  embeddings, swept the same way;
+- ``ridge`` and ``knn`` (k=40) baselines on the same embeddings (``baselines.py``), swept the same way;
 - every single candidate (one point each), ``random`` (uniform choice per query, one point,
   seeded), and the ``oracle`` (the recorded outcomes as predictions: best candidate per query).
 
@@ -26,6 +25,7 @@ import numpy as np
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
 from ..tradeoff import TradeoffCurve, default_cost_weights, pick, sweep
+from .baselines import knn_baseline, ridge_baseline
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -156,12 +156,10 @@ def evaluate(
             for qid, j in zip(query_ids, chosen):
                 report_decisions.append({"cost_weight": float(lam), "query_id": qid, "chosen": names[j]})
     if baselines:
-        for kind, overrides in (("ridge", {"quality_model": "ridge"}), ("knn", {"quality_model": "knn", "knn_k": 40})):
-            if cfg.quality_model == kind and (kind != "knn" or cfg.knn_k == 40):
-                continue
-            base = MixLLMRouter(config=cfg.model_copy(update=overrides), encoder=router.encoder)
-            base.fit(train, embeddings=train_emb, calibrate=False)
-            methods.append(MethodResult(f"{kind} baseline", "baseline", curve_of(base)[0]))
+        train_q, train_c = train.matrix("quality", names), train.matrix("cost", names)
+        for label, fn in (("ridge baseline", ridge_baseline), ("knn baseline (k=40)", knn_baseline)):
+            bq, bc = fn(train_emb, train_q, train_c, test_emb)
+            methods.append(MethodResult(label, "baseline", sweep(bq, bc, quality, cost, ref, grid)))
         methods.append(MethodResult("oracle", "oracle", sweep(quality, cost, quality, cost, ref, grid)))
         rng = np.random.default_rng(seed)
         rows = np.arange(len(queries))

@@ -1,0 +1,252 @@
+"""``mixllm``: train, route and evaluate from the command line.
+
+    mixllm train  --data ../shared/data/routerbench --split train --out runs/router
+    mixllm route  --router runs/router --cost-share 0.2 "Write a function that reverses a list"
+    mixllm eval   --data ../shared/data/routerbench --out runs/eval [--tune] [--decisions FILE]
+
+``--data`` takes RouterBench files or folders (wide layout, detected from the header) or long
+CSV files (``query, model, quality, cost`` …, see ``mixllm_router.data``). ``eval`` uses the
+``split`` column (RouterBench: the file names) unless ``--train`` and ``--test`` are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import MixLLMError
+
+if TYPE_CHECKING:
+    from .data import RoutingDataset
+    from .encoders.base import QueryEncoder
+
+__all__ = ["main", "build_parser"]
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _is_routerbench(path: Path) -> bool:
+    if path.is_dir():
+        return True
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    return "|total_cost" in header and "prompt" in header
+
+
+def load_data(paths: Sequence[str], *, split: str | None = None, on_error: str = "drop") -> RoutingDataset:
+    """Read RouterBench (wide) or long-CSV files into one dataset."""
+    from .data import RoutingDataset, load_routerbench
+
+    sets = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise MixLLMError(f"no such file or folder: {path}")
+        if _is_routerbench(path):
+            sets.append(load_routerbench(path, split=split, on_error=on_error))  # type: ignore[arg-type]
+        else:
+            data = RoutingDataset.from_csv(path, on_error=on_error)  # type: ignore[arg-type]
+            if split is not None and data.has_column("split"):
+                data = data.splits().get(split) or data.subset([])
+            sets.append(data)
+    if not sets:
+        raise MixLLMError("no data given")
+    return sets[0] if len(sets) == 1 else sets[0].concat(*sets[1:])
+
+
+def _encoder_from_args(args: argparse.Namespace) -> QueryEncoder | None:
+    if getattr(args, "encoder", "minilm") == "hashing":
+        from .encoders import HashingEncoder
+
+        return HashingEncoder()
+    return None
+
+
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    for key in ("quality_model", "prior_strength", "knn_k", "cost_weight", "reference_model"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    encoder: dict[str, Any] = {}
+    if getattr(args, "encoder", None) == "hashing":
+        encoder["kind"] = "hashing"
+    if getattr(args, "cache_dir", None):
+        encoder["cache_dir"] = args.cache_dir
+    if encoder:
+        cfg["encoder"] = encoder
+    return cfg
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quality-model", dest="quality_model",
+                   choices=["ridge", "knn", "mlp", "ridge+knn", "ridge+knn+mlp"])
+    p.add_argument("--prior-strength", dest="prior_strength", type=float, help="λ0 (ridge penalty)")
+    p.add_argument("--knn-k", dest="knn_k", type=int)
+    p.add_argument("--reference-model", dest="reference_model")
+    p.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm",
+                   help="minilm: bundled all-MiniLM-L6-v2 (default); hashing: torch-free, weaker")
+    p.add_argument("--cache-dir", dest="cache_dir", help="embedding cache folder")
+    p.add_argument("--tune", action="store_true", help="choose the predictor by cross-validation on the training data")
+    p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop",
+                   help="what to do with bad rows in the data (default: drop and report)")
+
+
+def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[str, Any],
+                encoder: QueryEncoder | None) -> dict[str, Any]:
+    if not args.tune:
+        return config
+    from .tuning import tune
+
+    _log("tuning by 5-fold cross-validation on the training data ...")
+    result = tune(train, config=config, encoder=encoder)
+    _log(result.table())
+    return result.best.model_dump()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .router import MixLLMRouter
+
+    t0 = time.perf_counter()
+    data = load_data(args.data, split=args.split, on_error=args.on_error)
+    _log(data.summary())
+    encoder = _encoder_from_args(args)
+    config = _maybe_tune(args, data, _config_from_args(args), encoder)
+    router = MixLLMRouter(config=config, encoder=encoder)
+    router.fit(data, show_progress=True)
+    path = router.save(args.out)
+    _log(f"trained on {len(data)} queries, {len(router.candidate_names)} candidates in "
+         f"{time.perf_counter() - t0:.1f}s; saved to {path}")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from .router import MixLLMRouter
+
+    router = MixLLMRouter.load(args.router, encoder=_encoder_from_args(args))
+    queries = args.query or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    decisions = router.route_batch(queries, cost_weight=args.cost_weight, cost_share=args.cost_share,
+                                   max_cost_usd=args.max_cost)
+    for decision in decisions:
+        if args.json:
+            print(json.dumps(decision.to_dict()))
+        else:
+            print(decision.explain())
+            print()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, plot_tradeoff
+
+    t0 = time.perf_counter()
+    if args.train or args.test:
+        if not (args.train and args.test):
+            raise MixLLMError("give both --train and --test, or --data with a split column")
+        train = load_data(args.train, on_error=args.on_error)
+        test = load_data(args.test, on_error=args.on_error)
+    else:
+        if not args.data:
+            raise MixLLMError("give --data (with train/test splits) or --train and --test")
+        train = load_data(args.data, split="train", on_error=args.on_error)
+        test = load_data(args.data, split="test", on_error=args.on_error)
+    _log(f"train: {len(train)} queries, test: {len(test)} queries, models: {len(train.models)}")
+    encoder = _encoder_from_args(args)
+    config = _maybe_tune(args, train, _config_from_args(args), encoder)
+    report = evaluate(train, test, config=config, encoder=encoder, reference=args.reference_model,
+                      show_progress=True, decisions_at=args.decision_points if args.decisions else 0)
+    print(report.table())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(out / "results.json")
+    written = [out / "results.json"]
+    try:
+        written.append(plot_tradeoff(report, out / "tradeoff.png"))
+    except ImportError:
+        _log("matplotlib is not installed: no plot (pip install 'mixllm-router[plot]')")
+    if args.decisions:
+        Path(args.decisions).write_text("\n".join(json.dumps(d) for d in report.decisions) + "\n")
+        written.append(Path(args.decisions))
+    _log(f"done in {time.perf_counter() - t0:.1f}s; wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixllm", description=__doc__.split("\n\n")[0] if __doc__ else None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="learn a router from recorded outcomes and save it")
+    p.add_argument("--data", nargs="+", required=True, help="RouterBench files/folders or long CSV files")
+    p.add_argument("--split", help="use only rows of this split (e.g. train)")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("route", help="route queries with a saved router")
+    p.add_argument("--router", required=True, help="checkpoint folder")
+    p.add_argument("query", nargs="*", help="queries (default: one per line on stdin)")
+    knob = p.add_mutually_exclusive_group()
+    knob.add_argument("--cost-weight", dest="cost_weight", type=float, help="λ: quality points per USD")
+    knob.add_argument("--cost-share", dest="cost_share", type=float,
+                      help="target share of the reference model's cost, e.g. 0.2")
+    p.add_argument("--max-cost", dest="max_cost", type=float, help="per-query budget in USD")
+    p.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm")
+    p.add_argument("--json", action="store_true", help="one JSON decision per line")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("eval", help="train on train data, report on test data beside baselines")
+    p.add_argument("--data", nargs="+", help="files/folders with train and test splits")
+    p.add_argument("--train", nargs="+", help="training files (instead of --data)")
+    p.add_argument("--test", nargs="+", help="test files (instead of --data)")
+    p.add_argument("--out", default="runs/eval", help="folder for results.json and tradeoff.png")
+    p.add_argument("--decisions", help="write each test query's choice at several λ to this JSONL file")
+    p.add_argument("--decision-points", dest="decision_points", type=int, default=11,
+                   help="how many λ values --decisions records (default 11)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    for hook in _extension_parsers():
+        hook(sub)
+    return parser
+
+
+def _extension_parsers() -> list[Any]:
+    """Sub-commands that live next to their feature (simulators)."""
+    hooks = []
+    try:
+        from .evaluation.simulator import add_simulate_parser
+
+        hooks.append(add_simulate_parser)
+    except ImportError:
+        pass
+    try:
+        from .evaluation.online import add_simulate_online_parser
+
+        hooks.append(add_simulate_online_parser)
+    except ImportError:
+        pass
+    return hooks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MixLLMError as exc:
+        _log(f"mixllm: error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
