@@ -7,6 +7,9 @@ the 2,212 train prompts with all-MiniLM-L6-v2 and score the embeddings by 5-fold
   score (alpha picked per model on a small grid by efficient leave-one-out inside each training
   fold), prediction clipped to [0, 1]; mean squared error on the held-out fold, averaged over the
   11 models. This is the error of the quality predictors ``q_l(e)`` the router relies on.
+- gain: how much lower that error is than a predictor that knows only the task (each model's
+  mean score per task): the part of the embedding's value that goes beyond the task label, which
+  is what separates the truncation modes (task acc is 1.000 for every mode).
 - task acc: logistic regression from the embedding to the task (eval_name).
 - q/s: embedding throughput on this machine (queries per second, whole train set, batch 64).
 
@@ -62,19 +65,29 @@ def embed(name: str, make, prompts: list[str], cache: Path) -> tuple[np.ndarray,
     return x, secs
 
 
-def score(x: np.ndarray, y: np.ndarray, task: np.ndarray) -> tuple[float, float, float]:
-    """(mean CV Brier over models, constant-predictor Brier, CV task accuracy)."""
+def score(x: np.ndarray, y: np.ndarray, task: np.ndarray) -> tuple[np.ndarray, float]:
+    """(per-prompt squared error averaged over the models, CV task accuracy)."""
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0).split(x, task)
-    se, se_const, acc = [], [], []
+    se = np.empty(len(y))
+    correct = 0
     for tr, te in folds:
         ridge = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[tr], y[tr])
         p = np.clip(ridge.predict(x[te]), 0.0, 1.0)
-        se.append(((p - y[te]) ** 2).sum(0))
-        se_const.append(((y[tr].mean(0) - y[te]) ** 2).sum(0))
+        se[te] = ((p - y[te]) ** 2).mean(1)
         clf = LogisticRegression(max_iter=2000).fit(x[tr], task[tr])
-        acc.append((clf.predict(x[te]) == task[te]).sum())
-    n = len(y)
-    return (float(np.sum(se, 0).mean() / n), float(np.sum(se_const, 0).mean() / n), float(np.sum(acc) / n))
+        correct += int((clf.predict(x[te]) == task[te]).sum())
+    return se, correct / len(y)
+
+
+def task_mean_error(y: np.ndarray, task: np.ndarray) -> np.ndarray:
+    """Per-prompt squared error of predicting each model's training-fold mean score per task."""
+    se = np.empty(len(y))
+    for tr, te in StratifiedKFold(n_splits=5, shuffle=True, random_state=0).split(y, task):
+        for t in np.unique(task):
+            mean = y[tr][task[tr] == t].mean(0)
+            rows = te[task[te] == t]
+            se[rows] = ((mean - y[rows]) ** 2).mean(1)
+    return se
 
 
 def main() -> None:
@@ -96,6 +109,7 @@ def main() -> None:
         print(f"  {t:14s} n={len(ln):4d} tokens median {int(np.median(ln))}, max {ln.max()}, "
               f"> 254: {np.mean(ln > 254):.0%}")
 
+    base = task_mean_error(y, task)
     rows = []
     x, secs = embed("hashing-512", lambda: HashingEncoder(dim=512), prompts, args.cache)
     rows.append(("hashing (dim 512)", "-", secs, *score(x, y, task)))
@@ -106,13 +120,17 @@ def main() -> None:
             rows.append((f"minilm {strat}", str(mt), secs, *score(x, y, task)))
             print(f"  done {strat} {mt}: {len(prompts) / secs:.0f} q/s", flush=True)
 
-    print(f"\n{len(prompts)} train prompts, {len(models)} models, 5-fold CV; "
-          f"constant predictor Brier = {rows[0][4]:.4f}")
-    print("| encoder | max_tokens | Brier (mean of 11) | task acc | q/s |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, mt, secs, brier, _, acc in rows:
-        print(f"| {name} | {mt} | {brier:.4f} | {acc:.3f} | {len(prompts) / secs:.0f} |")
-
+    n = len(prompts)
+    print(f"\n{n} train prompts, {len(models)} models, 5-fold CV. Brier = mean over prompts and "
+          f"models of (clip(q_hat) - score)^2.\nPer-task mean predictor (knows only the task): "
+          f"Brier {base.mean():.4f}. 'gain' = that minus the row's Brier, with its paired "
+          f"standard error (higher is better).")
+    print("| encoder | max_tokens | Brier | gain over task mean (± s.e.) | task acc | q/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, mt, secs, se, acc in rows:
+        d = base - se
+        print(f"| {name} | {mt} | {se.mean():.4f} | {d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(n):.4f} "
+              f"| {acc:.3f} | {n / secs:.0f} |")
 
 if __name__ == "__main__":
     main()

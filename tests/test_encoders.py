@@ -105,11 +105,11 @@ def test_hf_truncation_keeps_the_right_end(minilm: HFEncoder) -> None:
     a, b = _long("Which gas do plants absorb from the air?"), _long("Who wrote the novel Moby Dick in 1851?")
     assert minilm.count_tokens(a) > 2 * minilm.max_tokens  # both really get cut
     head = HFEncoder(truncation="head")
-    both = HFEncoder(truncation="head_tail")
+    both = minilm  # the default, head_tail
+    assert both.truncation == "head_tail"
     va, vb = head.encode([a, b])
     np.testing.assert_allclose(va, vb, atol=1e-6)  # the differing end was cut away
-    ta, tb = minilm.encode([a, b])  # default: tail
-    assert minilm.truncation == "tail"
+    ta, tb = HFEncoder(truncation="tail").encode([a, b])
     assert float(ta @ tb) < 0.99
     ha, hb = both.encode([a, b])
     assert float(ha @ hb) < 0.99

@@ -16,7 +16,10 @@ five worked examples first and the real question LAST, so which end is kept matt
 - ``"head_tail"`` keeps the first quarter of the budget and the last three quarters.
 
 ``max_tokens`` counts the whole sequence including ``[CLS]``/``[SEP]``, like sentence-transformers'
-``max_seq_length``. The default (``"tail"``, 256) was chosen by ``benchmarks/truncation.py``.
+``max_seq_length``. The default (``"head_tail"``, 256) was chosen by ``benchmarks/truncation.py``:
+on RouterBench's train prompts, 5-fold ridge predictors of the 11 models' 0/1 scores gained over a
+task-mean predictor +0.0021 Brier with head_tail, +0.0017 with tail, +0.0007 with head (s.e.
+≈ 0.0005); head_tail also keeps an instruction that sits at the start of a prompt.
 
 Nothing heavy happens at construction: torch and transformers are imported, and the weights read,
 on the first :meth:`HFEncoder.encode` / :meth:`HFEncoder.count_tokens` call.
@@ -100,7 +103,7 @@ class HFEncoder:
         model_path: str | os.PathLike[str] | None = None,
         *,
         max_tokens: int = 256,
-        truncation: Truncation = "tail",
+        truncation: Truncation = "head_tail",
         batch_size: int = 64,
         pooling: Pooling = "mean",
         device: str = "cpu",
