@@ -31,6 +31,8 @@ import contextlib
 import os
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,7 +46,7 @@ from langchain_core.language_models.chat_models import LangSmithParams, agenerat
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
@@ -67,7 +69,20 @@ if TYPE_CHECKING:
 __all__ = ["ChatMixLLM"]
 
 #: Keyword arguments of a call that steer the routing and are not sent to the candidate.
-_ROUTING_KWARGS = ("model", "cost_weight", "cost_share", "max_cost_usd", "candidates", "tools", "tool_choice")
+_ROUTING_KWARGS = ("model", "cost_weight", "cost_share", "max_cost_usd", "candidates", "tools", "tool_choice",
+                   "_mixllm_parent")
+
+#: Private call kwarg by which ``stream``/``astream`` tell ``_stream``/``_astream`` their run (see
+#: :meth:`ChatMixLLM.stream`); stripped from the invocation params, so tracing never sees it.
+_PARENT_KW = "_mixllm_parent"
+
+
+@dataclass(frozen=True)
+class _Parent:
+    """The ChatMixLLM run a stream belongs to: its id and the config its callbacks came from."""
+
+    run_id: uuid.UUID
+    config: RunnableConfig
 
 
 def _routing_text(messages: Sequence[BaseMessage]) -> str:
@@ -260,26 +275,64 @@ class ChatMixLLM(BaseChatModel):
         return self.router_.decisions.get(str(run_id))
 
     # ------------------------------------------------------------------------------ calling
-    def _register(self, decision: RoutingDecision, run_manager: Any) -> None:
+    def _run_id(self, run_manager: Any, kwargs: Mapping[str, Any]) -> uuid.UUID | None:
         if run_manager is not None:
-            self.router_.decisions.alias(str(run_manager.run_id), decision.decision_id)
+            return run_manager.run_id
+        parent = kwargs.get(_PARENT_KW)
+        return parent.run_id if isinstance(parent, _Parent) else None
 
-    def _child_callbacks(self, run_manager: Any) -> BaseCallbackManager | None:
+    def _register(self, decision: RoutingDecision, run_manager: Any, kwargs: Mapping[str, Any]) -> None:
+        """Let the LangChain run id find this decision: ``router.decisions.get(str(run_id))``."""
+        run_id = self._run_id(run_manager, kwargs)
+        if run_id is not None:
+            self.router_.decisions.alias(str(run_id), decision.decision_id)
+
+    def _child_callbacks(self, run_manager: Any, kwargs: Mapping[str, Any], *, is_async: bool
+                         ) -> BaseCallbackManager | None:
         """Callbacks for the candidate's run: a child of ours (``parent_run_id = our run_id``)."""
-        if run_manager is None or self.nested_callbacks == "none":
-            return None
         from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 
+        run_id = self._run_id(run_manager, kwargs)
+        if run_id is None or self.nested_callbacks == "none":
+            return None
+        if run_manager is None:  # a stream: rebuild what LangChain configured for our run
+            parent: _Parent = kwargs[_PARENT_KW]
+            run_manager = CallbackManager.configure(
+                parent.config.get("callbacks"), self.callbacks, self.verbose,
+                parent.config.get("tags"), self.tags, parent.config.get("metadata"), self.metadata,
+            )
         handlers = list(run_manager.inheritable_handlers)
         if self.nested_callbacks == "tracers":
             from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 
             handlers = [h for h in handlers if isinstance(h, (BaseTracer, AsyncBaseTracer))]
-        manager_cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
-        child = manager_cls(handlers=handlers, inheritable_handlers=handlers, parent_run_id=run_manager.run_id)
+        manager_cls = AsyncCallbackManager if is_async else CallbackManager
+        child = manager_cls(handlers=handlers, inheritable_handlers=handlers, parent_run_id=run_id)
         child.add_tags(run_manager.inheritable_tags)
         child.add_metadata(run_manager.inheritable_metadata)
         return child
+
+    # LangChain calls ``_stream``/``_astream`` without the run manager (it emits the tokens
+    # itself), so the run id is fixed here and handed down in a private kwarg.
+    def _with_parent(self, config: RunnableConfig | None) -> tuple[RunnableConfig, _Parent]:
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid.uuid4()
+        config = RunnableConfig(**{**config, "run_id": run_id})
+        return config, _Parent(run_id=run_id, config=config)
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        config, parent = self._with_parent(config)
+        return super().stream(input, config, stop=stop, **{_PARENT_KW: parent}, **kwargs)
+
+    def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config, parent = self._with_parent(config)
+        return super().astream(input, config, stop=stop, **{_PARENT_KW: parent}, **kwargs)
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop(_PARENT_KW, None)
+        return super()._get_invocation_params(stop=stop, **kwargs)
 
     def _runnable(self, name: str, kwargs: Mapping[str, Any]) -> Runnable[Any, Any]:
         model = self._chat_model(name)
@@ -364,9 +417,9 @@ class ChatMixLLM(BaseChatModel):
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
         decision = self._route(messages, kwargs)
-        self._register(decision, run_manager)
+        self._register(decision, run_manager, kwargs)
         generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager))
+        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=False))
         errors: dict[str, BaseException] = {}
         tracker = self.router_.load_tracker
         for name in self._ranking(decision):
@@ -398,9 +451,9 @@ class ChatMixLLM(BaseChatModel):
             return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
         # Encoding and scoring are CPU work: keep them off the event loop.
         decision = await asyncio.to_thread(self._route, messages, kwargs)
-        self._register(decision, run_manager)
+        self._register(decision, run_manager, kwargs)
         generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager))
+        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=True))
         errors: dict[str, BaseException] = {}
         tracker = self.router_.load_tracker
         for name in self._ranking(decision):
@@ -454,9 +507,9 @@ class ChatMixLLM(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         decision = self._route(messages, kwargs)
-        self._register(decision, run_manager)
+        self._register(decision, run_manager, kwargs)
         generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager))
+        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=False))
         errors: dict[str, BaseException] = {}
         tracker = self.router_.load_tracker
         for name in self._ranking(decision):
@@ -505,9 +558,9 @@ class ChatMixLLM(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision = await asyncio.to_thread(self._route, messages, kwargs)
-        self._register(decision, run_manager)
+        self._register(decision, run_manager, kwargs)
         generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager))
+        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=True))
         errors: dict[str, BaseException] = {}
         tracker = self.router_.load_tracker
         for name in self._ranking(decision):

@@ -43,7 +43,7 @@ def training_records() -> list[dict[str, object]]:
 def fit_router() -> MixLLMRouter:
     candidates = [Candidate(name=SMALL, supports_tools=True, context_window=16_000),
                   Candidate(name=LARGE, supports_tools=True, context_window=128_000)]
-    router = MixLLMRouter(candidates, config={"encoder": {"kind": "hashing", "use_cache": False}, "cost_weight": 50.0})
+    router = MixLLMRouter(candidates, config={"encoder": {"kind": "hashing", "use_cache": False}, "cost_weight": 300.0})
     return router.fit(RoutingDataset.from_records(training_records()), calibrate=False)
 
 
