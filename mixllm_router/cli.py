@@ -236,7 +236,14 @@ def _extension_parsers() -> list[Any]:
     return hooks
 
 
+def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    return f"mixllm: {category.__name__}: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _format_warning  # one readable line per warning, no source echo
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

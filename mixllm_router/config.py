@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._exceptions import ConfigError
+from .learning import LearningSettings
 from .load import LatencySettings
 
 __all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
@@ -30,7 +31,7 @@ class EncoderSettings(BaseModel):
     model_path: str | None = Field(default=None, description="Local Hugging Face model folder (kind='hf').")
     max_tokens: int = Field(default=256, gt=8, le=8192)
     truncation: Literal["head", "tail", "head_tail"] = Field(
-        default="tail", description="Which end of a long prompt to keep (see docs/benchmarks.md)."
+        default="head_tail", description="Which part of a long prompt to keep (see docs/benchmarks.md)."
     )
     batch_size: int = Field(default=64, gt=0)
     cache_dir: str | None = Field(default=None, description="On-disk embedding cache; None: the default cache folder.")
@@ -67,6 +68,9 @@ class RouterConfig(BaseModel):
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     latency: LatencySettings = Field(default_factory=LatencySettings)
     decision_log_size: int = Field(default=10_000, gt=0, description="Recent decisions kept for feedback.")
+    learning: LearningSettings = Field(
+        default_factory=LearningSettings, description="Online learning: feedback journal, update schedule, rates."
+    )
     seed: int = 0
 
 

@@ -23,6 +23,7 @@ from ._exceptions import ConfigError, DataError, NotFittedError, UnknownCandidat
 from .candidates import Candidate, CandidatePool
 from .config import EncoderSettings, RouterConfig, make_config
 from .decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
+from .learning import OnlineLearner
 from .load import LoadTracker
 from .policy import ScoreTerms, meta_scores
 from .predictors import CandidatePredictor, features
@@ -55,7 +56,8 @@ def build_encoder(settings: EncoderSettings) -> QueryEncoder:
             batch_size=settings.batch_size,
         )
     if settings.use_cache:
-        return encoders.CachedEncoder(inner, settings.cache_dir)
+        root = Path(settings.cache_dir) if settings.cache_dir else encoders.default_cache_dir()
+        return encoders.CachedEncoder(inner, root / "embeddings")
     return inner
 
 
@@ -115,6 +117,7 @@ class MixLLMRouter:
         self._caller = caller
         self._clients: dict[str, ChatClient] = {}
         self.decisions = DecisionLog(capacity=self.config.decision_log_size)
+        self.learning = OnlineLearner(self.config.learning, seed=self.config.seed)  # feedback, journal, s_l(e)
         for name, client in (clients or {}).items():
             self.set_client(name, client)
         self.predictors_: dict[str, CandidatePredictor] = {}
@@ -355,7 +358,8 @@ class MixLLMRouter:
             embeddings = np.asarray(embeddings, dtype=np.float32)
             tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
         names = self.pool.names
-        q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
+        with self.learning.lock:  # feedback may be growing the bank and the kNN rows right now
+            q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
         return Predictions(names, q, c, u, tokens, embeddings)
 
     # ------------------------------------------------------------------------------ routing
@@ -413,8 +417,13 @@ class MixLLMRouter:
         waits, penalty, eligible = self._latency_terms(preds.names, eligible)
         terms = ScoreTerms(quality=preds.quality, cost=preds.cost, uncertainty=preds.uncertainty,
                            penalty=np.broadcast_to(penalty, preds.quality.shape))
+        fb = self.learning.score_terms(preds.embeddings, preds.names) if self.config.feedback_weight else None
+        if fb is not None:  # γ·κ·s: the online feedback score and its confidence
+            terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty,
+                               penalty=terms.penalty, feedback=fb[0], confidence=fb[1])
         scores = meta_scores(terms, cost_weight=lam, exploration=self.config.exploration,
-                             latency_weight=self.config.latency.weight, eligible=eligible)
+                             latency_weight=self.config.latency.weight,
+                             feedback_weight=self.config.feedback_weight, eligible=eligible)
         now = time.time()
         decisions = []
         for i, query in enumerate(queries):
@@ -428,7 +437,7 @@ class MixLLMRouter:
                     uncertainty=float(preds.uncertainty[i, j]),
                     wait_s=float(waits[j]),
                     penalty=float(penalty[j]),
-                    feedback=0.0,
+                    feedback=0.0 if fb is None else float(fb[0][i, j]),
                     score=float(scores[i, j]),
                     eligible=bool(eligible[i, j]),
                     reason=self._reason(preds, i, j, eligible, max_cost_usd, candidates, waits),
@@ -628,6 +637,58 @@ class MixLLMRouter:
         self._clients.pop(name, None)
         if name in self.load_tracker:
             self.load_tracker.unregister(name)
+        self.learning.forget(name)
+
+    def add_candidate(
+        self,
+        candidate: Candidate | str,
+        *,
+        examples: RoutingDataset | Iterable[Mapping[str, Any]] | None = None,
+        prior: str | None = "similar",
+    ) -> str:
+        """Add a candidate to a fitted router without retraining the others.
+
+        ``examples``: labelled outcomes for this candidate only (a RoutingDataset with its rows,
+        or records ``{"query", "quality", "cost"?, "output_tokens"?}``), applied on top of the
+        prior. ``prior``: ``"similar"`` (the candidate nearest in log prices; ``"mean"`` when
+        prices are unknown), ``"mean"`` (average of all candidates), a candidate's name, or
+        ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
+        exploration bonus ``α·u`` sends it traffic until feedback shows where it is good.
+        Returns where the prior came from. See ``mixllm_router.learning``.
+        """
+        return self.learning.add_candidate(self, candidate, examples=examples, prior=prior)
+
+    # ------------------------------------------------------------------------------ feedback
+    def feedback(
+        self,
+        key: str,
+        score: bool | float,
+        *,
+        output_tokens: int | None = None,
+        latency_s: float | None = None,
+    ) -> int:
+        """Learn from a user's verdict on a routed answer; returns the event's sequence number.
+
+        ``key``: ``RoutingDecision.decision_id`` or an alias (e.g. a LangChain run id).
+        ``score``: ``True``/``False`` (thumbs up/down) or a grade in [0, 1]. The candidate that
+        answered (after fallbacks) is taught. With ``config.learning.journal_path`` the event is
+        on disk before this returns. Raises :class:`FeedbackError` for an unknown or expired
+        key, a decision already rated, a removed candidate or a bad score; nothing changes then.
+        """
+        return self.learning.feedback(self, key, score, output_tokens=output_tokens, latency_s=latency_s).seq
+
+    async def afeedback(
+        self,
+        key: str,
+        score: bool | float,
+        *,
+        output_tokens: int | None = None,
+        latency_s: float | None = None,
+    ) -> int:
+        """Async :meth:`feedback`: the journal write and update run in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.feedback, key, score, output_tokens=output_tokens, latency_s=latency_s)
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -639,10 +700,11 @@ class MixLLMRouter:
 
     def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """State beyond the predictors that a checkpoint must carry: (JSON metadata, arrays)."""
-        return {}, {}
+        return self.learning.state(self)
 
     def _restore_extra(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Inverse of :meth:`_extra_state`, called by :meth:`load`."""
+        """Inverse of :meth:`_extra_state`, called by :meth:`load`; then replays the feedback journal."""
+        self.learning.restore(self, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:

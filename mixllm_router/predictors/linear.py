@@ -5,6 +5,7 @@ For a candidate ``l`` and feature vectors ``x = [e, 1]`` (the query embedding pl
     A_l = λ0·I + Σ_i x_i x_iᵀ          (d+1)×(d+1), over every query the candidate has seen
     b_l = Σ_i y_i x_i
     w_l = A_l⁻¹ b_l                     ridge solution (penalty λ0 on every weight)
+    ŷ(x) = m_l + xᵀ w_l                 m_l: mean target at fit time; b_l is built from y − m_l
     u_l(x) = sqrt(xᵀ A_l⁻¹ x)           LinUCB uncertainty: large where the candidate has seen
                                         little data in the direction of x
 
@@ -16,6 +17,10 @@ Sherman-Morrison identity instead of an O(d³) refit:
 
 Several targets (quality, log cost, ...) that share the same inputs share ``A⁻¹``: ``b`` is a
 matrix with one column per target.
+
+Targets are centred on ``m`` (their mean when fitted, then fixed) so the penalty shrinks
+predictions towards the candidate's average outcome, not towards 0: without it a log-cost of −7
+or a quality of 0.9 would be pulled down by the penalty on the bias weight.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class LinUCBRidge:
         self.prior_strength = float(prior_strength)
         self.a_inv = np.eye(dim) / self.prior_strength
         self.b = np.zeros((dim, n_targets))
+        self.offset = np.zeros(n_targets)
         self.n_seen = 0
         self._weights: np.ndarray | None = None
 
@@ -61,7 +67,8 @@ class LinUCBRidge:
         a = self.prior_strength * np.eye(self.dim) + x.T @ x
         self.a_inv = np.linalg.inv(a)
         self.a_inv = (self.a_inv + self.a_inv.T) / 2  # keep it exactly symmetric
-        self.b = x.T @ y
+        self.offset = y.mean(axis=0) if x.shape[0] else np.zeros(self.n_targets)
+        self.b = x.T @ (y - self.offset)
         self.n_seen = int(x.shape[0])
         self._weights = None
         return self
@@ -72,7 +79,7 @@ class LinUCBRidge:
         for xi, yi in zip(x, y):
             ax = self.a_inv @ xi
             self.a_inv -= np.outer(ax, ax) / (1.0 + xi @ ax)
-            self.b += np.outer(xi, yi)
+            self.b += np.outer(xi, yi - self.offset)
         self.n_seen += int(x.shape[0])
         self._weights = None
 
@@ -86,7 +93,7 @@ class LinUCBRidge:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Point predictions, shape (n, n_targets)."""
-        return np.asarray(x, dtype=np.float64) @ self.weights
+        return np.asarray(x, dtype=np.float64) @ self.weights + self.offset
 
     def uncertainty(self, x: np.ndarray) -> np.ndarray:
         """``u(x) = sqrt(xᵀ A⁻¹ x)`` for each row, shape (n,)."""
@@ -96,7 +103,8 @@ class LinUCBRidge:
 
     # -- state ---------------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {"a_inv": self.a_inv, "b": self.b, "n_seen": np.array([self.n_seen], dtype=np.int64)}
+        return {"a_inv": self.a_inv, "b": self.b, "offset": self.offset,
+                "n_seen": np.array([self.n_seen], dtype=np.int64)}
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], *, prior_strength: float) -> LinUCBRidge:
@@ -106,6 +114,7 @@ class LinUCBRidge:
         model = cls(a_inv.shape[0], b.shape[1], prior_strength=prior_strength)
         model.a_inv = np.array(a_inv, dtype=np.float64)
         model.b = np.array(b, dtype=np.float64)
+        model.offset = np.array(arrays["offset"], dtype=np.float64).reshape(b.shape[1])
         model.n_seen = int(arrays["n_seen"][0])
         return model
 

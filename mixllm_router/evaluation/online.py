@@ -1,0 +1,548 @@
+"""Replay simulation of online learning: does feedback make a deployed router better?
+
+Protocol (issue 7). For each offline share ``s`` (10%, 30%, 50%):
+
+1. shuffle the training queries (seeded); fit the router on the first ``s`` of them ("offline");
+2. fix the cost knob once: ``λ`` is the offline router's calibrated weight for ``cost_share``
+   (default 0.25 of the reference cost), and *both* routers below use that same ``λ``;
+3. stream the remaining training queries, then every test query, as if live. The **online**
+   router routes each query (exploration bonus ``α·u`` included), the recorded outcome of the
+   candidate it chose becomes binary feedback (flipped with probability ``label_noise``), its
+   recorded cost is attached as a call through :meth:`~MixLLMRouter.invoke` would, and
+   :meth:`~MixLLMRouter.feedback` applies it before the next query. The **frozen** router (the
+   same offline fit) routes the same stream and never learns;
+4. report, on the test part of the stream (prequential: each query is routed *before* its
+   feedback is applied), quality and cost as % of always using the reference model, and learning
+   curves (a sliding window over the whole stream) as a PNG and a table;
+5. at checkpoints during the training part of the stream, the AUC (DESIGN §2) of the online
+   router's current predictions on the test set (no exploration; the test queries are not yet
+   seen, so this is an honest held-out measure) beside the frozen router's.
+
+Hold-out experiment: train offline without one candidate (``zero-one-ai/Yi-34B-Chat``), add it
+live with :meth:`~MixLLMRouter.add_candidate` and no labelled examples, stream the rest of the
+training queries, and count the feedback events until the test AUC reaches 90% of that of a
+router trained with the candidate from the start (same offline queries). Because the router
+without the candidate already has most of that AUC, we also report the events needed to close
+90% of the *gap* between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._exceptions import ConfigError, DataError
+from ..config import RouterConfig, make_config
+from ..router import MixLLMRouter
+from ..tradeoff import default_cost_weights, sweep
+
+if TYPE_CHECKING:
+    from ..data import RoutingDataset
+    from ..encoders.base import QueryEncoder
+
+__all__ = [
+    "HoldoutResult",
+    "OnlineReport",
+    "ShareResult",
+    "StreamTrace",
+    "add_simulate_online_parser",
+    "plot_online",
+    "run_simulate_online",
+    "simulate_online",
+]
+
+DEFAULT_REFERENCE = "gpt-4-1106-preview"
+
+
+@dataclass
+class StreamTrace:
+    """What one router chose along the stream, and what that choice scored and cost."""
+
+    chosen: np.ndarray  # candidate index per event
+    quality: np.ndarray
+    cost: np.ndarray
+
+
+@dataclass
+class ShareResult:
+    offline_share: float
+    n_offline: int
+    n_stream_train: int
+    n_test: int
+    cost_weight: float
+    names: list[str]
+    online: StreamTrace
+    frozen: StreamTrace
+    ref_quality: np.ndarray  # reference model's recorded quality per stream event
+    ref_cost: np.ndarray
+    auc_events: list[int] = field(default_factory=list)
+    auc_online: list[float] = field(default_factory=list)
+    auc_frozen: float = float("nan")
+    feedback_seconds: float = 0.0
+    route_seconds: float = 0.0
+
+    def test_slice(self) -> slice:
+        return slice(self.n_stream_train, self.n_stream_train + self.n_test)
+
+    def shares(self, trace: StreamTrace, part: slice | None = None) -> tuple[float, float]:
+        """(quality %, cost %) of the reference over ``part`` of the stream (default: the test part)."""
+        part = part or self.test_slice()
+        q = 100 * trace.quality[part].mean() / self.ref_quality[part].mean()
+        c = 100 * trace.cost[part].sum() / self.ref_cost[part].sum()
+        return float(q), float(c)
+
+    def summary(self) -> dict[str, float]:
+        q_on, c_on = self.shares(self.online)
+        q_fr, c_fr = self.shares(self.frozen)
+        n = len(self.online.quality)
+        return {
+            "offline_share": self.offline_share,
+            "n_offline": self.n_offline,
+            "feedback_events": n,
+            "online_quality": q_on,
+            "online_cost": c_on,
+            "frozen_quality": q_fr,
+            "frozen_cost": c_fr,
+            "quality_gain": q_on - q_fr,
+            "cost_change": c_on - c_fr,
+            "auc_frozen": 100 * self.auc_frozen,
+            "auc_online_end": 100 * self.auc_online[-1] if self.auc_online else float("nan"),
+            "ms_per_feedback": 1000 * self.feedback_seconds / max(n, 1),
+            "ms_per_route": 1000 * self.route_seconds / max(n, 1),
+        }
+
+    def window(self, trace: StreamTrace, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sliding-window (events, quality %, cost %) of the reference over the same window."""
+        k = np.ones(size)
+        def roll(a: np.ndarray) -> np.ndarray:
+            return np.convolve(a, k, mode="valid")
+        q = 100 * roll(trace.quality) / np.maximum(roll(self.ref_quality), 1e-12)
+        c = 100 * roll(trace.cost) / np.maximum(roll(self.ref_cost), 1e-12)
+        return np.arange(size, len(trace.quality) + 1), q, c
+
+
+@dataclass
+class HoldoutResult:
+    name: str
+    offline_share: float
+    prior: str
+    auc_with: float
+    auc_without: float
+    events: list[int]
+    auc: list[float]
+    chosen_share: list[float]  # share of stream decisions that went to the added candidate, per interval
+
+    def first_event(self, target: float) -> int | None:
+        for n, a in zip(self.events, self.auc):
+            if a >= target - 1e-12:
+                return n
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        gap_target = self.auc_without + 0.9 * (self.auc_with - self.auc_without)
+        return {
+            "candidate": self.name,
+            "prior": self.prior,
+            "offline_share": self.offline_share,
+            "auc_with_from_start": 100 * self.auc_with,
+            "auc_without": 100 * self.auc_without,
+            "auc_at_0_events": 100 * self.auc[0],
+            "auc_at_end": 100 * self.auc[-1],
+            "events_to_90pct_auc": self.first_event(0.9 * self.auc_with),
+            "events_to_close_90pct_of_gap": self.first_event(gap_target) if self.auc_with > self.auc_without else 0,
+            "events_total": self.events[-1],
+        }
+
+
+@dataclass
+class OnlineReport:
+    reference: str
+    cost_share: float
+    label_noise: float
+    config: dict[str, Any]
+    shares: list[ShareResult]
+    holdout: HoldoutResult | None = None
+    window: int = 300
+
+    def table(self) -> str:
+        lines = [
+            f"online vs frozen, λ fixed at cost_share={self.cost_share:g} of {self.reference}; "
+            f"label noise {self.label_noise:g}; test part of the stream (quality and cost, % of {self.reference})",
+            f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'ΔQ':>6} {'online C':>8} "
+            f"{'frozen C':>8} {'ΔC':>6} {'AUC fr':>6} {'AUC on':>6} {'ms/fb':>6}",
+        ]
+        for r in self.shares:
+            s = r.summary()
+            lines.append(
+                f"{100 * r.offline_share:6.0f}% {s['feedback_events']:6d} {s['online_quality']:8.2f} "
+                f"{s['frozen_quality']:8.2f} {s['quality_gain']:+6.2f} {s['online_cost']:8.2f} "
+                f"{s['frozen_cost']:8.2f} {s['cost_change']:+6.2f} {s['auc_frozen']:6.2f} "
+                f"{s['auc_online_end']:6.2f} {s['ms_per_feedback']:6.2f}"
+            )
+        lines.append("AUC on = test AUC of the online router's predictions after the training part of the stream.")
+        if self.holdout is not None:
+            h = self.holdout.summary()
+            lines += [
+                "",
+                f"hold-out: {h['candidate']} added live with no labelled examples (prior: {h['prior']}), "
+                f"offline share {100 * h['offline_share']:.0f}%",
+                f"  test AUC: trained with it from the start {h['auc_with_from_start']:.2f}, without it "
+                f"{h['auc_without']:.2f}, after adding it {h['auc_at_0_events']:.2f} (0 events) → "
+                f"{h['auc_at_end']:.2f} ({h['events_total']} events)",
+                f"  feedback events to reach 90% of the from-start AUC: {h['events_to_90pct_auc']}; "
+                f"to close 90% of the gap: {h['events_to_close_90pct_of_gap']}",
+            ]
+        return "\n".join(lines)
+
+    def learning_curve_table(self, every: int = 250) -> str:
+        """Cumulative quality/cost % over the stream at regular event counts (online vs frozen)."""
+        lines = [f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'online C':>8} {'frozen C':>8}"]
+        for r in self.shares:
+            n = len(r.online.quality)
+            for end in [*range(every, n, every), n]:
+                part = slice(0, end)
+                q_on, c_on = r.shares(r.online, part)
+                q_fr, c_fr = r.shares(r.frozen, part)
+                lines.append(f"{100 * r.offline_share:6.0f}% {end:6d} {q_on:8.2f} {q_fr:8.2f} {c_on:8.2f} {c_fr:8.2f}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+        return {
+            "reference": self.reference,
+            "cost_share": self.cost_share,
+            "label_noise": self.label_noise,
+            "config": self.config,
+            "shares": [
+                {**clean(r.summary()), "cost_weight": r.cost_weight, "auc_events": r.auc_events,
+                 "auc_online": [100 * a for a in r.auc_online]}
+                for r in self.shares
+            ],
+            "holdout": None if self.holdout is None else {
+                **clean(self.holdout.summary()), "events": self.holdout.events,
+                "auc": [100 * a for a in self.holdout.auc], "chosen_share": self.holdout.chosen_share,
+            },
+        }
+
+    def write(self, folder: str | Path) -> list[Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = [folder / "online.json", folder / "online.txt"]
+        out[0].write_text(json.dumps(self.to_json(), indent=2))
+        out[1].write_text(self.table() + "\n\nLearning curves (cumulative over the stream):\n"
+                          + self.learning_curve_table() + "\n")
+        try:
+            out.append(plot_online(self, folder / "online.png"))
+        except ImportError:
+            pass
+        return out
+
+
+# ---------------------------------------------------------------------------------- simulation
+def _test_auc(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true: np.ndarray, c_true: np.ndarray,
+              ref: int, grid: np.ndarray) -> float:
+    p = router.predict(queries, embeddings=emb)
+    return sweep(p.quality, p.cost, q_true, c_true, ref, grid).auc()
+
+
+def _stream(
+    router: MixLLMRouter,
+    queries: list[str],
+    emb: np.ndarray,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    lam: float,
+    *,
+    learn: bool,
+    rng: np.random.Generator,
+    label_noise: float,
+    on_event: Any = None,
+) -> tuple[StreamTrace, float, float]:
+    """Route (and with ``learn``, give feedback on) every query in order."""
+    names = router.candidate_names
+    n = len(queries)
+    chosen = np.empty(n, dtype=np.int64)
+    t_route = t_fb = 0.0
+    if not learn:  # one batch: the frozen router's choices do not depend on order
+        t0 = time.perf_counter()
+        decisions = router.route_batch(queries, cost_weight=lam, embeddings=emb)
+        t_route = time.perf_counter() - t0
+        chosen[:] = [names.index(d.chosen) for d in decisions]
+    else:
+        for i in range(n):
+            if on_event is not None:
+                on_event(i)
+            t0 = time.perf_counter()
+            d = router.route_batch([queries[i]], cost_weight=lam, embeddings=emb[i : i + 1])[0]
+            t1 = time.perf_counter()
+            j = names.index(d.chosen)
+            chosen[i] = j
+            outcome = float(quality[i, j])
+            if label_noise and rng.random() < label_noise:
+                outcome = 1.0 - outcome
+            router.decisions.update(d.decision_id, answered_by=d.chosen, cost_usd=float(cost[i, j]))
+            router.feedback(d.decision_id, outcome)
+            t_route += t1 - t0
+            t_fb += time.perf_counter() - t1
+    rows = np.arange(n)
+    return StreamTrace(chosen, quality[rows, chosen], cost[rows, chosen]), t_route, t_fb
+
+
+def simulate_online(
+    train: RoutingDataset,
+    test: RoutingDataset,
+    *,
+    shares: Sequence[float] = (0.1, 0.3, 0.5),
+    cost_share: float = 0.25,
+    label_noise: float = 0.0,
+    config: RouterConfig | dict[str, Any] | None = None,
+    encoder: QueryEncoder | None = None,
+    reference: str | None = None,
+    holdout: str | None = None,
+    holdout_share: float = 0.3,
+    holdout_prior: str | None = "similar",
+    eval_every: int = 250,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> OnlineReport:
+    """Run the replay simulation described in the module docstring."""
+    if not 0 <= label_noise < 0.5:
+        raise ConfigError(f"label_noise must be in [0, 0.5), got {label_noise}")
+    if not shares or not all(0 < s < 1 for s in shares):
+        raise ConfigError(f"offline shares must be in (0, 1), got {list(shares)}")
+    cfg = make_config(config)
+    names = list(train.models)
+    if set(test.models) != set(names):
+        raise DataError(f"train and test have different models: {sorted(names)} vs {sorted(test.models)}")
+    if reference is None:
+        reference = DEFAULT_REFERENCE if DEFAULT_REFERENCE in names else None
+    base = MixLLMRouter(config=cfg, encoder=encoder)
+    log = (lambda m: print(m, flush=True)) if show_progress else (lambda m: None)
+    log("embedding train and test queries ...")
+    train_emb, _ = base.embed(train.queries, show_progress=show_progress)
+    test_emb, _ = base.embed(test.queries, show_progress=show_progress)
+    q_train, c_train = train.matrix("quality", names), train.matrix("cost", names)
+    q_test, c_test = test.matrix("quality", names), test.matrix("cost", names)
+    if not (np.isfinite(q_train).all() and np.isfinite(q_test).all() and np.isfinite(c_train).all()
+            and np.isfinite(c_test).all()):
+        raise DataError("the replay needs every candidate's outcome for every query (load with require_complete=True)")
+    if reference is None:
+        reference = names[int(np.argmax(c_train.mean(axis=0)))]
+    ref = names.index(reference)
+    grid = default_cost_weights(float(np.mean(c_test)), n=200)
+    order = np.random.default_rng(seed).permutation(len(train))
+    ids = train.query_ids
+    results: list[ShareResult] = []
+
+    def fitted(rows: np.ndarray, models: list[str]) -> MixLLMRouter:
+        r = MixLLMRouter(models, config=cfg.model_copy(update={"reference_model": reference}), encoder=base.encoder)
+        r.fit(train.subset([ids[i] for i in rows]).with_models(models), embeddings=train_emb[rows])
+        return r
+
+    for share in shares:
+        n_off = int(round(share * len(train)))
+        off, rest = order[:n_off], order[n_off:]
+        online, frozen = fitted(off, names), fitted(off, names)
+        lam = frozen.resolve_cost_weight(cost_share=cost_share)
+        stream_q = [train.queries[i] for i in rest] + test.queries
+        stream_e = np.vstack([train_emb[rest], test_emb])
+        stream_quality = np.vstack([q_train[rest], q_test])
+        stream_cost = np.vstack([c_train[rest], c_test])
+        rng = np.random.default_rng(seed + 1)
+        frozen_trace, t_fr, _ = _stream(frozen, stream_q, stream_e, stream_quality, stream_cost, lam,
+                                        learn=False, rng=rng, label_noise=label_noise)
+        auc_events: list[int] = []
+        auc_online: list[float] = []
+
+        def checkpoint(i: int, online: MixLLMRouter = online, n_rest: int = len(rest),
+                       auc_events: list[int] = auc_events, auc_online: list[float] = auc_online) -> None:
+            if i <= n_rest and (i % eval_every == 0 or i == n_rest):
+                auc_events.append(i)
+                auc_online.append(_test_auc(online, test.queries, test_emb, q_test, c_test, ref, grid))
+
+        log(f"offline share {share:.0%}: {n_off} offline queries, streaming {len(stream_q)} ...")
+        online_trace, t_route, t_fb = _stream(online, stream_q, stream_e, stream_quality, stream_cost, lam,
+                                              learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint)
+        result = ShareResult(
+            offline_share=share, n_offline=n_off, n_stream_train=len(rest), n_test=len(test),
+            cost_weight=lam, names=names, online=online_trace, frozen=frozen_trace,
+            ref_quality=stream_quality[:, ref], ref_cost=stream_cost[:, ref],
+            auc_events=auc_events, auc_online=auc_online,
+            auc_frozen=_test_auc(frozen, test.queries, test_emb, q_test, c_test, ref, grid),
+            feedback_seconds=t_fb, route_seconds=t_route,
+        )
+        results.append(result)
+        log("  " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.summary().items()}))
+
+    holdout_result = None
+    if holdout is not None:
+        holdout_result = _holdout(
+            train, test, names, holdout, holdout_share, holdout_prior, cost_share, reference, order,
+            train_emb, test_emb, q_train, c_train, q_test, c_test, grid, fitted, eval_every, label_noise, seed, log,
+        )
+    return OnlineReport(reference=reference, cost_share=cost_share, label_noise=label_noise,
+                        config=cfg.model_dump(mode="json"), shares=results, holdout=holdout_result)
+
+
+def _holdout(
+    train: RoutingDataset, test: RoutingDataset, names: list[str], holdout: str, share: float, prior: str | None,
+    cost_share: float, reference: str, order: np.ndarray, train_emb: np.ndarray, test_emb: np.ndarray,
+    q_train: np.ndarray, c_train: np.ndarray, q_test: np.ndarray, c_test: np.ndarray, grid: np.ndarray,
+    fitted: Any, eval_every: int, label_noise: float, seed: int, log: Any,
+) -> HoldoutResult:
+    if holdout not in names:
+        raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
+    if holdout == reference:
+        raise ConfigError("the hold-out candidate cannot be the reference model")
+    n_off = int(round(share * len(train)))
+    off, rest = order[:n_off], order[n_off:]
+    without = [n for n in names if n != holdout]
+    ref_all = names.index(reference)
+    with_router = fitted(off, names)
+    auc_with = _test_auc(with_router, test.queries, test_emb, q_test, c_test, ref_all, grid)
+    cols = [names.index(n) for n in without]
+    wo_router = fitted(off, without)
+    auc_without = _test_auc(wo_router, test.queries, test_emb, q_test[:, cols], c_test[:, cols],
+                            without.index(reference), grid)
+    online = fitted(off, without)
+    lam = online.resolve_cost_weight(cost_share=cost_share)
+    source = online.add_candidate(holdout, prior=prior)
+    order_names = online.candidate_names  # `without` + the hold-out, last
+    perm = [names.index(n) for n in order_names]
+    qo, co, qt, ct = q_train[:, perm], c_train[:, perm], q_test[:, perm], c_test[:, perm]
+    ref = order_names.index(reference)
+    events: list[int] = []
+    aucs: list[float] = []
+
+    def checkpoint(i: int) -> None:
+        if i % max(eval_every // 5, 1) == 0:
+            events.append(i)
+            aucs.append(_test_auc(online, test.queries, test_emb, qt, ct, ref, grid))
+
+    log(f"hold-out {holdout}: prior {source}, streaming {len(rest)} training queries ...")
+    rng = np.random.default_rng(seed + 2)
+    trace, _, _ = _stream(online, [train.queries[i] for i in rest], train_emb[rest], qo[rest], co[rest], lam,
+                          learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint)
+    events.append(len(rest))
+    aucs.append(_test_auc(online, test.queries, test_emb, qt, ct, ref, grid))
+    h = len(order_names) - 1
+    chosen_share = [float(np.mean(trace.chosen[a:b] == h)) for a, b in zip(events[:-1], events[1:]) if b > a]
+    return HoldoutResult(name=holdout, offline_share=share, prior=source, auc_with=auc_with, auc_without=auc_without,
+                         events=events, auc=aucs, chosen_share=chosen_share)
+
+
+# ---------------------------------------------------------------------------------- plot
+def plot_online(report: OnlineReport, path: str | Path) -> Path:
+    """Sliding-window quality and cost (% of the reference) vs feedback events, online vs frozen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = len(report.shares) + (1 if report.holdout is not None else 0)
+    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 6.5), dpi=110, squeeze=False)
+    for k, r in enumerate(report.shares):
+        size = min(report.window, max(len(r.online.quality) // 4, 1))
+        for trace, label, style in ((r.online, "online", "-"), (r.frozen, "frozen", "--")):
+            x, q, c = r.window(trace, size)
+            axes[0, k].plot(x, q, style, label=label, linewidth=1.2)
+            axes[1, k].plot(x, c, style, label=label, linewidth=1.2)
+        for ax in axes[:, k]:
+            ax.axvline(r.n_stream_train, color="grey", linewidth=0.8)
+            ax.grid(alpha=0.3)
+        axes[0, k].set_title(f"offline {100 * r.offline_share:.0f}% ({r.n_offline} queries)", fontsize=9)
+        axes[1, k].set_xlabel("feedback events (grey: test queries start)")
+    axes[0, 0].set_ylabel(f"quality, % of {report.reference.split('/')[-1]} ({report.window}-event window)")
+    axes[1, 0].set_ylabel(f"cost, % of {report.reference.split('/')[-1]}")
+    axes[0, 0].legend(fontsize=8)
+    if report.holdout is not None:
+        h = report.holdout
+        ax = axes[0, -1]
+        ax.plot(h.events, [100 * a for a in h.auc], "-o", markersize=2, label="online, added live")
+        ax.axhline(100 * h.auc_with, color="C2", linestyle="--", label="trained with it")
+        ax.axhline(100 * h.auc_without, color="C3", linestyle=":", label="without it")
+        ax.set_title(f"{h.name.split('/')[-1]} added live: test AUC", fontsize=9)
+        ax.set_xlabel("feedback events")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax2 = axes[1, -1]
+        mids = [(a + b) / 2 for a, b in zip(h.events[:-1], h.events[1:]) if b > a]
+        ax2.plot(mids[: len(h.chosen_share)], [100 * s for s in h.chosen_share], "-")
+        ax2.set_ylabel(f"% of queries routed to {h.name.split('/')[-1]}")
+        ax2.set_xlabel("feedback events")
+        ax2.grid(alpha=0.3)
+    fig.suptitle(f"Online learning vs frozen router (λ fixed at cost share {report.cost_share:g}, "
+                 f"label noise {report.label_noise:g})", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------- CLI
+def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``mixllm simulate-online``: the replay simulation on recorded outcomes."""
+    from ..cli import _add_model_options
+
+    p = subparsers.add_parser(
+        "simulate-online",
+        help="replay recorded outcomes as live feedback: online learning vs the same router frozen",
+    )
+    p.add_argument("--data", nargs="+", help="files/folders with train and test splits (RouterBench)")
+    p.add_argument("--shares", default="0.1,0.3,0.5", help="offline shares of the training queries (comma list)")
+    p.add_argument("--cost-share", dest="sim_cost_share", type=float, default=0.25,
+                   help="fix λ at this share of the reference cost (calibrated offline), for both routers")
+    p.add_argument("--label-noise", dest="label_noise", type=float, default=0.0,
+                   help="probability that a feedback label is flipped")
+    p.add_argument("--feedback-weight", dest="feedback_weight", type=float, help="γ of the feedback score")
+    p.add_argument("--exploration", type=float, help="α of the uncertainty bonus")
+    p.add_argument("--holdout", help="a candidate to leave out of training and add live (e.g. zero-one-ai/Yi-34B-Chat)")
+    p.add_argument("--holdout-share", dest="holdout_share", type=float, default=0.3)
+    p.add_argument("--holdout-prior", dest="holdout_prior", default="similar",
+                   help="'similar', 'mean', 'none' or a candidate name")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/online", help="folder for online.json, online.txt, online.png")
+    _add_model_options(p)
+    p.set_defaults(func=run_simulate_online)
+    return p
+
+
+def run_simulate_online(args: argparse.Namespace) -> int:
+    from ..cli import _config_from_args, _encoder_from_args, _log, load_data
+
+    t0 = time.perf_counter()
+    if not args.data:
+        raise ConfigError("give --data with train and test splits")
+    train = load_data(args.data, split="train", on_error=args.on_error)
+    test = load_data(args.data, split="test", on_error=args.on_error)
+    config = _config_from_args(args)
+    for key in ("feedback_weight", "exploration"):
+        if getattr(args, key, None) is not None:
+            config[key] = getattr(args, key)
+    try:
+        shares = [float(s) for s in args.shares.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--shares must be a comma list of numbers, got {args.shares!r}") from None
+    prior = None if args.holdout_prior == "none" else args.holdout_prior
+    report = simulate_online(
+        train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise,
+        config=config, encoder=_encoder_from_args(args), reference=args.reference_model, holdout=args.holdout,
+        holdout_share=args.holdout_share, holdout_prior=prior, eval_every=args.eval_every, seed=args.seed,
+        show_progress=True,
+    )
+    print(report.table())
+    written = report.write(args.out)
+    _log(f"done in {time.perf_counter() - t0:.1f}s; wrote {', '.join(str(p) for p in written)}")
+    return 0

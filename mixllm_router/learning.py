@@ -1,0 +1,854 @@
+"""Online learning: user feedback, the dynamic feedback score, the feedback journal, a changing pool.
+
+A deployed router keeps learning from what users say about its answers (a contextual bandit: only
+the candidate that answered is observed). One feedback event ``(e, a, r)`` — the decision's query
+embedding ``e``, the candidate ``a`` that answered, a score ``r ∈ [0, 1]`` (thumbs up = 1, down = 0,
+or graded) — does three things, in this order:
+
+1. **Journal.** With ``config.learning.journal_path`` set, the event (with everything replay needs,
+   the embedding included: decisions live in memory only) is appended to a JSON-lines journal and
+   fsynced *before* :meth:`MixLLMRouter.feedback` returns. A crash after that loses nothing:
+   :meth:`MixLLMRouter.load` replays every entry whose sequence number the checkpoint has not
+   applied yet.
+2. **Predictors of ``a``.** ``x = [e, z, 1]`` is added to candidate ``a``'s LinUCB ridge by one
+   Sherman-Morrison step (``A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x)``, ``b ← b + [r, log cost]·x``:
+   O(d²), no refit) and ``e`` is appended to the shared embedding bank for its kNN. The uncertainty
+   ``u_a(e) = sqrt(xᵀA_a⁻¹x)`` shrinks where ``a`` has now been seen, so the exploration bonus
+   ``α·u`` keeps pushing traffic to candidates and regions with little data.
+3. **Dynamic feedback score** ``s_l(e)`` (:class:`FeedbackScoreNet`): a small network with a shared
+   trunk ``h = tanh(U e + c)`` and one head per candidate ``s_l = w_lᵀh + b_l``. It defines a policy
+   ``π(l|e) = softmax_l s_l(e)`` trained by REINFORCE with a baseline:
+
+       ρ = r − q̂_a(e)                 residual reward: what the predictors got wrong
+       δ = ρ − b̄,   b̄ ← b̄ + β(ρ − b̄)  advantage against a running-mean baseline
+       θ ← θ + η · Σ_l (κ_l/κ0) · (1[l = a] − π_l) · δ · ∇_θ s_l(e)   (= ∇ log π(a|e)·δ, per-candidate κ)
+
+   Rewarding the *residual* ``ρ`` (not ``r``) makes ``s_l`` learn where candidate ``l`` does
+   better (``s > 0``) or worse than its predicted quality, which is what an additive term of the
+   meta score ``S_l = q_l − λc_l + α·u_l − β·P_l + γ·κ_l·s_l`` needs (a policy trained on raw
+   ``r`` would count quality twice). The confidence ``κ_l = 1/(Var[s_l] + ε)`` uses as ``Var[s_l]``
+   the variance of the signal ``s_l`` is trained on, the residuals of ``l``'s feedback, shrunk
+   towards a prior variance ``v0`` with ``n0`` pseudo-observations:
+   ``Var_l = (n0·v0 + Σ(ρ − ρ̄_l)²) / (n0 + n_l)``. Noisy feedback (a candidate whose outcomes its
+   predictors cannot anticipate) therefore weighs less, in the score and in the gradient (there
+   relative to the prior's ``κ0 = 1/(v0 + ε)``, so ``η`` keeps its meaning).
+
+Updates run inline (``learning.batch_size = 1``, default; about 0.1–1 ms per event without the
+journal's fsync, see ``docs/online_learning.md``) or are queued and applied every ``batch_size``
+events; queued events are journaled at once, applied on :meth:`OnlineLearner.flush` and on save.
+
+Changing pool. :meth:`OnlineLearner.add_candidate` builds a predictor for a new candidate from a
+*prior*: the ridge weights ``w₀`` of the most similar candidate (nearest in log prices, or one the
+user names, or the mean of all), with ``A⁻¹ = I/ρ0`` and ``b = ρ0·w₀``, i.e. the ridge estimate
+``argmin_w ‖Xw − y‖² + ρ0‖w − w₀‖²``: predictions start at the donor's, the uncertainty starts at
+its maximum, and every example or feedback moves it by Sherman-Morrison. Its kNN joins the quality
+ensemble once it holds ``knn_k`` examples of its own (before that, a mean of one or two 0/1 outcomes
+would swamp the estimate). Removing a candidate drops its predictor and its head, nothing else.
+
+Concurrency. One :class:`threading.RLock` (``OnlineLearner.lock``) serialises feedback with routing's
+reads of the predictors. Two *processes* never share a journal: the first append takes an exclusive
+``filelock`` on ``<journal>.lock`` for the life of the router (released by :meth:`close` or at
+exit); another process that tries to append gets a :class:`FeedbackError` instead of interleaving
+lines. Reading a journal (replay on load) takes no lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidateError
+
+if TYPE_CHECKING:
+    from .candidates import Candidate
+    from .data import RoutingDataset
+    from .predictors import CandidatePredictor
+    from .router import MixLLMRouter
+
+__all__ = [
+    "FeedbackEvent",
+    "FeedbackJournal",
+    "FeedbackScoreNet",
+    "JournalWarning",
+    "LearningSettings",
+    "OnlineLearner",
+    "parse_score",
+]
+
+_JOURNAL_VERSION = 1
+
+
+class JournalWarning(UserWarning):
+    """A journal entry was skipped on replay (e.g. its candidate is no longer in the pool)."""
+
+
+class LearningSettings(BaseModel):
+    """How the router learns from feedback (``RouterConfig.learning``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    journal_path: str | None = Field(
+        default=None, description="Feedback journal (JSON lines); None: feedback is not made durable."
+    )
+    journal_fsync: bool = Field(default=True, description="fsync the journal after every event (durable, ~ms).")
+    batch_size: int = Field(default=1, ge=1, description="Apply queued feedback every this many events.")
+    learning_rate: float = Field(default=0.05, gt=0, description="η of the feedback-score network.")
+    hidden: int = Field(default=16, ge=0, description="Trunk width of the feedback-score network (0: linear).")
+    baseline_rate: float = Field(default=0.01, gt=0, le=1, description="β of the running-mean baseline.")
+    prior_variance: float = Field(default=0.25, gt=0, description="v0: prior Var[s_l] (0.25 = a fair coin).")
+    prior_count: float = Field(default=8.0, ge=0, description="n0: pseudo-observations behind v0.")
+    epsilon: float = Field(default=0.01, gt=0, description="ε in κ = 1/(Var + ε).")
+    new_candidate_prior_weight: float | None = Field(
+        default=None, gt=0, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
+    )
+    remember_feedback_ids: int = Field(default=100_000, gt=0, description="Decisions remembered as already rated.")
+
+
+# ---------------------------------------------------------------------------------- events
+def parse_score(score: Any) -> float:
+    """A feedback score as a float in [0, 1]; ``True``/``False`` are thumbs up/down."""
+    if isinstance(score, (bool, np.bool_)):
+        return 1.0 if score else 0.0
+    if not isinstance(score, (int, float, np.integer, np.floating)):
+        raise FeedbackError(f"feedback score must be a bool or a number in [0, 1], got {type(score).__name__}")
+    value = float(score)
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise FeedbackError(f"feedback score must be in [0, 1] (1 = good), got {score!r}")
+    return value
+
+
+def _optional_nonneg(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FeedbackError(f"{what} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise FeedbackError(f"{what} must be finite and >= 0, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    """One acknowledged feedback event, with everything needed to apply (or replay) it."""
+
+    seq: int
+    decision_id: str
+    candidate: str
+    score: float
+    embedding: np.ndarray  # (d,) float32
+    input_tokens: float
+    output_tokens: float | None
+    latency_s: float | None
+    cost_usd: float | None
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        emb = np.ascontiguousarray(self.embedding, dtype="<f4")
+        return {
+            "v": _JOURNAL_VERSION,
+            "seq": self.seq,
+            "decision_id": self.decision_id,
+            "candidate": self.candidate,
+            "score": self.score,
+            "embedding": base64.b64encode(emb.tobytes()).decode("ascii"),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "latency_s": self.latency_s,
+            "cost_usd": self.cost_usd,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> FeedbackEvent:
+        if d.get("v") != _JOURNAL_VERSION:
+            raise FeedbackError(f"journal entry has version {d.get('v')!r}; this library reads {_JOURNAL_VERSION}")
+        emb = np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4").astype(np.float32)
+        return cls(
+            seq=int(d["seq"]),
+            decision_id=str(d["decision_id"]),
+            candidate=str(d["candidate"]),
+            score=float(d["score"]),
+            embedding=emb,
+            input_tokens=float(d["input_tokens"]),
+            output_tokens=None if d.get("output_tokens") is None else float(d["output_tokens"]),
+            latency_s=None if d.get("latency_s") is None else float(d["latency_s"]),
+            cost_usd=None if d.get("cost_usd") is None else float(d["cost_usd"]),
+            created_at=float(d["created_at"]),
+        )
+
+
+# ---------------------------------------------------------------------------------- journal
+def _canonical(entry: Mapping[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class FeedbackJournal:
+    """Append-only JSON-lines journal of feedback events; one checksum per line.
+
+    Line format: ``{"e": <entry>, "sha": <first 16 hex of sha256(canonical JSON of entry)>}\\n``.
+    Reading stops at a torn *last* line (no newline, bad JSON or bad checksum: a crash mid-write)
+    and ignores it; the next append first cuts it off. A damaged line that is *not* the last one
+    is not a crash artefact: reading raises :class:`FeedbackError` naming the line, rather than
+    silently dropping acknowledged feedback.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self._lock: Any = None
+        self._fh: Any = None
+        self.last_seq = 0
+
+    # -- reading -------------------------------------------------------------------------------
+    def _scan(self) -> tuple[list[dict[str, Any]], int, bool]:
+        """(entries, byte length of the valid prefix, whether a torn tail was found)."""
+        if not self.path.exists():
+            return [], 0, False
+        data = self.path.read_bytes()
+        entries: list[dict[str, Any]] = []
+        offset = 0
+        lines = data.split(b"\n")
+        for i, raw in enumerate(lines):
+            is_last = i == len(lines) - 1  # text after the final newline (empty when the file is whole)
+            if is_last:
+                return entries, offset, bool(raw)
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+                entry = obj["e"]
+                ok = _checksum(_canonical(entry)) == obj["sha"]
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                if i == len(lines) - 2 and not lines[-1]:
+                    return entries, offset, True  # a damaged final line: a torn write
+                raise FeedbackError(
+                    f"{self.path}: line {i + 1} is damaged (bad JSON or checksum) and is not the last line; "
+                    "the journal was modified or the disk is failing — move the file aside to start a new one"
+                )
+            entries.append(entry)
+            offset += len(raw) + 1
+        return entries, offset, False  # pragma: no cover - split always yields a last element
+
+    def read(self) -> list[FeedbackEvent]:
+        """Every intact entry, in order (a torn last line is ignored)."""
+        entries, _, _ = self._scan()
+        events = [FeedbackEvent.from_json(e) for e in entries]
+        if events:
+            self.last_seq = max(self.last_seq, events[-1].seq)
+        return events
+
+    # -- writing -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        from filelock import FileLock, Timeout
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path) + ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise FeedbackError(
+                f"feedback journal {self.path} is in use by another router or process "
+                f"(lock {self.path}.lock held); give each process its own journal_path"
+            ) from None
+        try:
+            entries, valid, torn = self._scan()
+            if torn:
+                with open(self.path, "r+b") as fh:  # cut the torn tail so new lines start clean
+                    fh.truncate(valid)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if entries:
+                self.last_seq = max(self.last_seq, int(entries[-1]["seq"]))
+            self._fh = open(self.path, "ab")
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+
+    def append(self, event: FeedbackEvent) -> None:
+        """Write one event and (with ``fsync``) force it to disk before returning."""
+        if self._fh is None:
+            self._open()
+        entry = event.to_json()
+        text = _canonical(entry)
+        line = '{"e":' + text + ',"sha":"' + _checksum(text) + '"}\n'
+        self._fh.write(line.encode("utf-8"))
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        self.last_seq = max(self.last_seq, event.seq)
+
+    @property
+    def is_open(self) -> bool:
+        return self._fh is not None
+
+    def close(self) -> None:
+        """Close the file and release the inter-process lock."""
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+        if self._lock is not None:
+            with contextlib.suppress(Exception):
+                self._lock.release()
+            self._lock = None
+
+
+# ---------------------------------------------------------------------------------- score net
+class FeedbackScoreNet:
+    """``s_l(e) = w_lᵀ tanh(U e + c) + b_l`` per candidate, trained by REINFORCE (module docstring).
+
+    With ``hidden = 0`` the trunk is the identity: ``s_l(e) = w_lᵀ e + b_l``.
+    """
+
+    def __init__(self, dim: int, settings: LearningSettings, *, seed: int = 0) -> None:
+        self.dim = dim
+        self.settings = settings
+        rng = np.random.default_rng(seed)
+        h = settings.hidden
+        self.U = rng.normal(0.0, 1.0 / math.sqrt(dim), size=(h, dim)) if h else np.zeros((0, dim))
+        self.c = np.zeros(h)
+        self.heads: dict[str, np.ndarray] = {}  # name -> [w (width), b]
+        self.stats: dict[str, np.ndarray] = {}  # name -> [n, mean, m2] of residual rewards
+        self.baseline = 0.0
+        self.n_updates = 0
+
+    @property
+    def width(self) -> int:
+        return self.settings.hidden or self.dim
+
+    def trunk(self, e: np.ndarray) -> np.ndarray:
+        e = np.atleast_2d(np.asarray(e, dtype=np.float64))
+        return np.tanh(e @ self.U.T + self.c) if self.settings.hidden else e
+
+    def add(self, name: str) -> None:
+        """A new candidate starts neutral (``s = 0``) and unconfident (no observations)."""
+        self.heads.setdefault(name, np.zeros(self.width + 1))
+        self.stats.setdefault(name, np.zeros(3))
+
+    def remove(self, name: str) -> None:
+        self.heads.pop(name, None)
+        self.stats.pop(name, None)
+
+    def scores(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """``s`` of shape (n, len(names)); candidates without a head score 0."""
+        h = self.trunk(embeddings)
+        out = np.zeros((h.shape[0], len(names)))
+        for j, name in enumerate(names):
+            head = self.heads.get(name)
+            if head is not None:
+                out[:, j] = h @ head[:-1] + head[-1]
+        return out
+
+    def policy(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """``π(l|e) = softmax_l s_l(e)``."""
+        s = self.scores(embeddings, names)
+        s = s - s.max(axis=1, keepdims=True)
+        p = np.exp(s)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def variance(self, name: str) -> float:
+        n, _, m2 = self.stats.get(name, np.zeros(3))
+        st = self.settings
+        return float((st.prior_count * st.prior_variance + m2) / (st.prior_count + n)) if st.prior_count + n > 0 \
+            else st.prior_variance
+
+    def confidence(self, names: Sequence[str]) -> np.ndarray:
+        """``κ_l = 1/(Var[s_l] + ε)`` per candidate."""
+        return np.array([1.0 / (self.variance(n) + self.settings.epsilon) for n in names])
+
+    def step(self, embedding: np.ndarray, names: Sequence[str], chosen: str, residual: float) -> float:
+        """One REINFORCE step for feedback on ``chosen``; returns the advantage ``δ``."""
+        for name in names:
+            self.add(name)
+        names = list(names)
+        a = names.index(chosen)
+        e = np.asarray(embedding, dtype=np.float64).reshape(-1)
+        h = self.trunk(e)[0]
+        W = np.stack([self.heads[n] for n in names])  # (m, width + 1)
+        s = W[:, :-1] @ h + W[:, -1]
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        advantage = residual - self.baseline
+        self.baseline += self.settings.baseline_rate * (residual - self.baseline)
+        # κ_l relative to the prior's κ0 = 1/(v0 + ε): a candidate with no evidence takes steps of size η
+        kappa = self.confidence(names) * (self.settings.prior_variance + self.settings.epsilon)
+        onehot = np.zeros(len(names))
+        onehot[a] = 1.0
+        coef = self.settings.learning_rate * kappa * (onehot - p) * advantage  # (m,)
+        if self.settings.hidden:
+            dh = (coef @ W[:, :-1]) * (1.0 - h * h)  # back-prop through tanh, with the old heads
+            self.U += np.outer(dh, e)
+            self.c += dh
+        for j, name in enumerate(names):
+            self.heads[name][:-1] += coef[j] * h
+            self.heads[name][-1] += coef[j]
+        # Welford update of the residual variance of the candidate that was observed
+        st = self.stats[chosen]
+        st[0] += 1
+        delta = residual - st[1]
+        st[1] += delta / st[0]
+        st[2] += delta * (residual - st[1])
+        self.n_updates += 1
+        return float(advantage)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        names = list(self.heads)
+        meta = {"dim": self.dim, "names": names, "baseline": self.baseline, "n_updates": self.n_updates}
+        arrays = {"U": self.U, "c": self.c}
+        if names:
+            arrays["heads"] = np.stack([self.heads[n] for n in names])
+            arrays["stats"] = np.stack([self.stats[n] for n in names])
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], settings: LearningSettings
+                   ) -> FeedbackScoreNet:
+        net = cls(int(meta["dim"]), settings)
+        net.U = np.array(arrays["U"], dtype=np.float64)
+        net.c = np.array(arrays["c"], dtype=np.float64)
+        expected = (settings.hidden, net.dim) if settings.hidden else (0, net.dim)
+        if net.U.shape != expected:
+            raise DataError(f"feedback network trunk has shape {net.U.shape}, settings say hidden={settings.hidden}")
+        names = [str(n) for n in meta["names"]]
+        if names:
+            heads, stats = np.asarray(arrays["heads"], np.float64), np.asarray(arrays["stats"], np.float64)
+            if heads.shape != (len(names), net.width + 1) or stats.shape != (len(names), 3):
+                raise DataError("feedback network heads do not match the candidates named in the manifest")
+            net.heads = {n: heads[i].copy() for i, n in enumerate(names)}
+            net.stats = {n: stats[i].copy() for i, n in enumerate(names)}
+        net.baseline = float(meta["baseline"])
+        net.n_updates = int(meta["n_updates"])
+        return net
+
+
+# ---------------------------------------------------------------------------------- learner
+class OnlineLearner:
+    """Everything the router learns after ``fit``: feedback, journal, feedback scores, pool changes.
+
+    One per router (``router.learning``). Its public methods are reached through the router
+    (:meth:`MixLLMRouter.feedback`, :meth:`~MixLLMRouter.add_candidate`); :meth:`flush`,
+    :meth:`close` and :attr:`stats` are for operators.
+    """
+
+    def __init__(self, settings: LearningSettings | None = None, *, seed: int = 0) -> None:
+        self.settings = settings or LearningSettings()
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.net: FeedbackScoreNet | None = None
+        self.applied_seq = 0  # highest sequence number applied to the predictors
+        self._next_seq = 1
+        self.pending: list[FeedbackEvent] = []
+        self.journal: FeedbackJournal | None = (
+            FeedbackJournal(self.settings.journal_path, fsync=self.settings.journal_fsync)
+            if self.settings.journal_path else None
+        )
+        self.warming: set[str] = set()  # candidates whose kNN waits for knn_k own examples
+        self.priors: dict[str, str] = {}  # new candidate -> where its prior came from
+        self._rated: OrderedDict[str, None] = OrderedDict()
+        self._bank_buf: np.ndarray | None = None
+        self.n_events = 0
+        self.apply_seconds = 0.0
+
+    # -- feedback ------------------------------------------------------------------------------
+    def feedback(
+        self,
+        router: MixLLMRouter,
+        key: str,
+        score: Any,
+        *,
+        output_tokens: float | None = None,
+        latency_s: float | None = None,
+    ) -> FeedbackEvent:
+        """Validate, journal, then apply (or queue) one feedback event. See MixLLMRouter.feedback."""
+        value = parse_score(score)
+        out_tokens = _optional_nonneg(output_tokens, "output_tokens")
+        latency = _optional_nonneg(latency_s, "latency_s")
+        router._check_fitted()
+        record = router.decisions.get(str(key))
+        if record is None:
+            raise FeedbackError(
+                f"no routing decision with id or alias {key!r}: unknown, made by another process or before a "
+                f"restart, or expired from the log of the last {router.decisions.capacity} decisions"
+            )
+        candidate = record.answered_by or record.chosen
+        if candidate not in router.pool:
+            raise FeedbackError(
+                f"decision {record.decision_id} was answered by {candidate!r}, which has been removed since"
+            )
+        with self.lock:
+            if record.decision_id in self._rated:
+                raise FeedbackError(f"decision {record.decision_id} already received feedback; each decision is rated once")
+            if out_tokens is None and record.output_tokens is not None:
+                out_tokens = float(record.output_tokens)
+            event = FeedbackEvent(
+                seq=self._allocate_seq(),
+                decision_id=record.decision_id,
+                candidate=candidate,
+                score=value,
+                embedding=np.asarray(record.embedding, dtype=np.float32).reshape(-1),
+                input_tokens=float(record.input_tokens),
+                output_tokens=out_tokens,
+                latency_s=latency,
+                cost_usd=None if record.cost_usd is None else float(record.cost_usd),
+                created_at=time.time(),
+            )
+            if self.journal is not None:
+                try:
+                    self.journal.append(event)
+                except OSError as exc:
+                    self._next_seq -= 1
+                    raise FeedbackError(f"could not write the feedback journal {self.journal.path}: {exc}") from exc
+            self._remember(record.decision_id)
+            if latency is not None and record.latency_s is None and candidate in router.load_tracker:
+                router.load_tracker.observe(candidate, latency, out_tokens)  # a call made outside the router
+            self.pending.append(event)
+            if len(self.pending) >= self.settings.batch_size:
+                self.flush(router)
+        return event
+
+    def _allocate_seq(self) -> int:
+        if self.journal is not None:
+            self._next_seq = max(self._next_seq, self.journal.last_seq + 1)
+        seq = max(self._next_seq, self.applied_seq + 1)
+        self._next_seq = seq + 1
+        return seq
+
+    def _remember(self, decision_id: str) -> None:
+        self._rated[decision_id] = None
+        while len(self._rated) > self.settings.remember_feedback_ids:
+            self._rated.popitem(last=False)
+
+    def flush(self, router: MixLLMRouter) -> int:
+        """Apply every queued event now; returns how many were applied."""
+        with self.lock:
+            events, self.pending = self.pending, []
+            for event in events:
+                self.apply(router, event)
+            return len(events)
+
+    def apply(self, router: MixLLMRouter, event: FeedbackEvent) -> None:
+        """Apply one event to the predictors of its candidate and to the feedback network."""
+        from .predictors import features
+
+        with self.lock:
+            if event.seq <= self.applied_seq:
+                return
+            if event.candidate not in router.pool:
+                warnings.warn(f"feedback #{event.seq} for removed candidate {event.candidate!r} skipped",
+                              JournalWarning, stacklevel=3)
+                self.applied_seq = event.seq
+                return
+            t0 = time.perf_counter()
+            model = router.predictors_[event.candidate]
+            e = event.embedding.reshape(1, -1)
+            x = features(e, np.array([event.input_tokens]))
+            assert router.bank_ is not None
+            q_hat = float(model.predict_quality(x, e, e.astype(np.float64) @ router.bank_.T)[0])
+            row = self._append_bank(router, event.embedding)
+            cost = None if event.cost_usd is None else np.array([event.cost_usd])
+            out = None if event.output_tokens is None else np.array([event.output_tokens])
+            if model.cost_mode == "tokens" and out is None:
+                cost = out = None  # unknown output length: keep the current length prediction
+            model.update(x, np.array([row]), np.array([event.score]), cost, out)
+            self._maybe_finish_warming(router, event.candidate)
+            net = self._net(router)
+            net.step(event.embedding, router.pool.names, event.candidate, event.score - q_hat)
+            self.applied_seq = event.seq
+            self.n_events += 1
+            self.apply_seconds += time.perf_counter() - t0
+
+    def _net(self, router: MixLLMRouter) -> FeedbackScoreNet:
+        if self.net is None:
+            assert router.bank_ is not None
+            self.net = FeedbackScoreNet(router.bank_.shape[1], self.settings, seed=self.seed)
+        return self.net
+
+    def _append_bank(self, router: MixLLMRouter, embedding: np.ndarray) -> int:
+        """Append to ``router.bank_`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
+        bank = router.bank_
+        assert bank is not None
+        n = bank.shape[0]
+        buf = self._bank_buf
+        if buf is None or bank.base is not buf or n > buf.shape[0] or not np.shares_memory(bank, buf):
+            buf = np.empty((max(2 * n, 1024), bank.shape[1]), dtype=bank.dtype)
+            buf[:n] = bank
+        elif n == buf.shape[0]:
+            grown = np.empty((2 * n, bank.shape[1]), dtype=bank.dtype)
+            grown[:n] = buf[:n]
+            buf = grown
+        buf[n] = embedding
+        self._bank_buf = buf
+        router.bank_ = buf[: n + 1]
+        return n
+
+    def _maybe_finish_warming(self, router: MixLLMRouter, name: str) -> None:
+        if name in self.warming:
+            model = router.predictors_[name]
+            if model.knn.targets.size >= model.knn_k:
+                model.kinds = router._quality_kinds()
+                self.warming.discard(name)
+
+    # -- routing -------------------------------------------------------------------------------
+    def score_terms(self, embeddings: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(s, κ)`` for the meta score, shapes (n, m); None before any feedback."""
+        with self.lock:
+            if self.net is None or self.net.n_updates == 0:
+                return None
+            s = self.net.scores(embeddings, names)
+            kappa = np.broadcast_to(self.net.confidence(names), s.shape)
+            return s, kappa
+
+    # -- pool changes --------------------------------------------------------------------------
+    def add_candidate(
+        self,
+        router: MixLLMRouter,
+        candidate: Candidate | str,
+        *,
+        examples: RoutingDataset | Iterable[Mapping[str, Any]] | None = None,
+        prior: str | None = "similar",
+    ) -> str:
+        """See :meth:`MixLLMRouter.add_candidate`; returns where the prior came from."""
+        from .candidates import Candidate
+        from .predictors import CandidatePredictor, features
+
+        router._check_fitted()
+        if isinstance(candidate, str):
+            candidate = Candidate(name=candidate)
+        if not isinstance(candidate, Candidate):
+            raise ConfigError(f"expected a Candidate or a name, got {type(candidate).__name__}")
+        if candidate.name in router.pool:
+            raise ConfigError(f"candidate {candidate.name!r} is already in the pool")
+        ex = self._examples(router, candidate.name, examples) if examples is not None else None
+        has_prices = candidate.input_price > 0 or candidate.output_price > 0
+        cost_mode = "tokens" if has_prices and ex is not None and ex[4] is not None else "direct"
+        source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
+        cfg = router.config
+        kinds = router._quality_kinds()
+        assert router.bank_ is not None
+        model = CandidatePredictor(
+            candidate.name, dim=router.bank_.shape[1], kinds=kinds, cost_mode=cost_mode,  # type: ignore[arg-type]
+            prior_strength=cfg.prior_strength, knn_k=cfg.knn_k, mlp_hidden=cfg.mlp_hidden,
+            mlp_alpha=cfg.mlp_alpha, seed=cfg.seed,
+        )
+        rho = self.settings.new_candidate_prior_weight or cfg.prior_strength
+        model.linear.a_inv = np.eye(model.linear.dim) / rho
+        model.linear.b = rho * w0
+        model.linear.offset = m0  # ŷ = m + xᵀw: the donor's centre, too
+        model.linear._weights = None
+        with self.lock:
+            if ex is not None:
+                emb, tokens, quality, cost, out_tokens = ex
+                rows = np.array([self._append_bank(router, e) for e in emb])
+                model.update(features(emb, tokens), rows, quality, cost, out_tokens)
+                if "mlp" in kinds and len(quality) >= 50:
+                    from .predictors import MLPRegressorNP
+
+                    model.mlp = MLPRegressorNP(cfg.mlp_hidden, cfg.mlp_alpha, seed=cfg.seed).fit(emb, quality)
+            if "knn" in kinds and model.knn.targets.size < model.knn_k:
+                model.kinds = tuple(k for k in kinds if k != "knn")
+                self.warming.add(candidate.name)
+            router.pool.add(candidate)
+            router.predictors_[candidate.name] = model
+            if candidate.name not in router.load_tracker:
+                router.load_tracker.register(candidate.name, candidate.max_concurrency)
+            if self.net is not None:
+                self.net.add(candidate.name)
+            self.priors[candidate.name] = source
+        return source
+
+    def _examples(
+        self, router: MixLLMRouter, name: str, examples: RoutingDataset | Iterable[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        from .data import RoutingDataset
+
+        if isinstance(examples, RoutingDataset):
+            if name not in examples.models:
+                raise DataError(f"the examples have no outcomes for {name!r}; models in them: {examples.models}")
+            ds = examples.with_models([name])
+            queries = ds.queries
+            quality = ds.matrix("quality", [name])[:, 0]
+            cost = ds.matrix("cost", [name])[:, 0]
+            out = ds.matrix("output_tokens", [name])[:, 0] if ds.has_column("output_tokens") else None
+        else:
+            records = list(examples)
+            queries, q, c, o = [], [], [], []
+            for i, rec in enumerate(records):
+                if not isinstance(rec, Mapping) or "query" not in rec or "quality" not in rec:
+                    raise DataError(f"example {i} must be a mapping with at least 'query' and 'quality'")
+                if rec.get("model", name) != name:
+                    raise DataError(f"example {i} is for model {rec.get('model')!r}, not {name!r}")
+                queries.append(str(rec["query"]))
+                q.append(rec["quality"])
+                c.append(rec.get("cost", np.nan))
+                o.append(rec.get("output_tokens", np.nan))
+            try:
+                quality = np.asarray(q, dtype=np.float64)
+                cost = np.asarray(c, dtype=np.float64)
+                out = np.asarray(o, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"example values must be numbers: {exc}") from None
+            if not np.isfinite(out).all():
+                out = None
+        if not queries:
+            return None
+        if not (np.isfinite(quality).all() and ((quality >= 0) & (quality <= 1)).all()):
+            raise DataError(f"example qualities for {name!r} must be finite and in [0, 1]")
+        if not np.isfinite(cost).all() or (cost < 0).any():
+            cost = None  # no usable recorded cost: the prior's cost prediction stays
+        emb, tokens = router.embed(queries)
+        return emb, tokens, quality, cost, out
+
+    def _prior(
+        self, router: MixLLMRouter, candidate: Candidate, prior: str | None, cost_mode: str
+    ) -> tuple[str, np.ndarray, np.ndarray]:
+        """(description, prior weights w₀ (dim + 2, 2), prior centre m₀ (2,)) with ŷ = m₀ + xᵀw₀.
+
+        Column 0 is quality, column 1 the cost target (log cost or log output tokens, by
+        ``cost_mode``); a donor with another cost mode lends only its quality column.
+        """
+        names = router.pool.names
+        dim = next(iter(router.predictors_.values())).linear.dim
+
+        def parts(name: str) -> tuple[np.ndarray, np.ndarray]:
+            lin = router.predictors_[name].linear
+            return lin.weights.copy(), np.array(getattr(lin, "offset", np.zeros(2)), dtype=np.float64).copy()
+
+        def neutral_cost(w0: np.ndarray, m0: np.ndarray) -> None:
+            w0[:, 1] = 0.0
+            m0[1] = self._cost_bias_guess(router, cost_mode)
+
+        if prior is None:
+            w0, m0 = np.zeros((dim, 2)), np.zeros(2)
+            neutral_cost(w0, m0)
+            return "none", w0, m0
+        if prior == "similar":
+            priced = [n for n in names if router.pool.get(n).input_price > 0 or router.pool.get(n).output_price > 0]
+            if priced and (candidate.input_price > 0 or candidate.output_price > 0):
+                def distance(n: str) -> float:
+                    other = router.pool.get(n)
+                    return abs(math.log1p(other.input_price) - math.log1p(candidate.input_price)) + \
+                        abs(math.log1p(other.output_price) - math.log1p(candidate.output_price))
+                prior = min(priced, key=distance)
+            else:
+                prior = "mean"  # no prices to compare: the average candidate
+        if prior == "mean":
+            all_parts = [parts(n) for n in names]
+            w0 = np.mean([w for w, _ in all_parts], axis=0)
+            m0 = np.mean([m for _, m in all_parts], axis=0)
+            same = [parts(n) for n in names if router.predictors_[n].cost_mode == cost_mode]
+            if same:
+                w0[:, 1] = np.mean([w[:, 1] for w, _ in same], axis=0)
+                m0[1] = float(np.mean([m[1] for _, m in same]))
+            else:
+                neutral_cost(w0, m0)
+            return "mean", w0, m0
+        if prior not in router.pool:
+            raise UnknownCandidateError(
+                f"prior={prior!r}: expected 'similar', 'mean', None or a candidate name; candidates: {names}"
+            )
+        w0, m0 = parts(prior)
+        if router.predictors_[prior].cost_mode != cost_mode:
+            neutral_cost(w0, m0)
+        return prior, w0, m0
+
+    @staticmethod
+    def _cost_bias_guess(router: MixLLMRouter, cost_mode: str) -> float:
+        if cost_mode == "tokens":
+            return float(np.log1p(256.0))  # a typical answer length
+        direct = [float(m.linear.predict(np.zeros((1, m.linear.dim)))[0, 1])
+                  for m in router.predictors_.values() if m.cost_mode == "direct"]
+        return float(np.mean(direct)) if direct else float(np.log(1e-3))
+
+    def forget(self, name: str) -> None:
+        """Drop a removed candidate's feedback head and bookkeeping (nothing else changes)."""
+        with self.lock:
+            if self.net is not None:
+                self.net.remove(name)
+            self.warming.discard(name)
+            self.priors.pop(name, None)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state(self, router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Checkpoint state; queued events are applied first so ``applied_seq`` is exact."""
+        with self.lock:
+            self.flush(router)
+            meta: dict[str, Any] = {
+                "applied_seq": self.applied_seq,
+                "warming": sorted(self.warming),
+                "priors": dict(self.priors),
+                "n_events": self.n_events,
+                "net": None,
+            }
+            arrays: dict[str, np.ndarray] = {}
+            if self.net is not None:
+                net_meta, net_arrays = self.net.state()
+                meta["net"] = net_meta
+                arrays = {f"net.{k}": v for k, v in net_arrays.items()}
+            return {"learning": meta}, {f"learning.{k}": v for k, v in arrays.items()}
+
+    def restore(self, router: MixLLMRouter, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Inverse of :meth:`state`, then replay the journal's entries the checkpoint lacks."""
+        learning = meta.get("learning")
+        if learning:
+            self.applied_seq = int(learning["applied_seq"])
+            self._next_seq = self.applied_seq + 1
+            self.warming = {str(n) for n in learning["warming"]} & set(router.pool.names)
+            self.priors = {str(k): str(v) for k, v in learning["priors"].items()}
+            self.n_events = int(learning["n_events"])
+            if learning.get("net"):
+                prefix = "learning.net."
+                sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                self.net = FeedbackScoreNet.from_state(learning["net"], sub, self.settings)
+        self.replay(router)
+
+    def replay(self, router: MixLLMRouter) -> int:
+        """Apply journal entries newer than ``applied_seq``; returns how many were applied."""
+        if self.journal is None or not self.journal.path.exists():
+            return 0
+        with self.lock:
+            applied = 0
+            for event in self.journal.read():
+                if event.seq > self.applied_seq:
+                    self.apply(router, event)
+                    applied += 1
+                    self._remember(event.decision_id)
+            self._next_seq = max(self._next_seq, self.journal.last_seq + 1)
+            return applied
+
+    def close(self) -> None:
+        """Release the journal (file and inter-process lock)."""
+        if self.journal is not None:
+            self.journal.close()
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Events applied, events queued, and the mean time to apply one (seconds)."""
+        return {
+            "applied": float(self.n_events),
+            "pending": float(len(self.pending)),
+            "applied_seq": float(self.applied_seq),
+            "mean_apply_s": self.apply_seconds / self.n_events if self.n_events else 0.0,
+        }
+

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything, then run the test suites (core and both integrations), offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+python -m pytest tests "$@"

@@ -1,0 +1,76 @@
+"""The ``mixllm`` command line, on a long CSV with other models and prices than RouterBench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mixllm_router.cli import main
+
+
+@pytest.fixture()
+def long_csv(tmp_path):
+    """Four made-up models with their own prices; a train and a test split in one file."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "outcomes.csv"
+    models = {"acme-large": (0.95, 0.02), "acme-small": (0.55, 0.002), "open-7b": (0.45, 0.0005), "coder-x": (0.7, 0.004)}
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["query_id", "query", "model", "quality", "cost", "split"])
+        writer.writeheader()
+        for i in range(120):
+            topic = ["python code", "french poem", "tax law", "chemistry"][i % 4]
+            for model, (skill, price) in models.items():
+                bonus = 0.3 if (model == "coder-x" and topic == "python code") else 0.0
+                writer.writerow({
+                    "query_id": f"q{i}", "query": f"Question {i} about {topic}: explain it.",
+                    "model": model, "quality": float(rng.random() < min(skill + bonus, 1.0)),
+                    "cost": price * (1 + rng.random()), "split": "train" if i < 90 else "test",
+                })
+    return path
+
+
+def test_eval_on_a_long_csv(long_csv, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--data", str(long_csv), "--out", str(out), "--encoder", "hashing",
+                 "--reference-model", "acme-large", "--decisions", str(tmp_path / "d.jsonl")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "acme-large" in printed and "knn baseline" in printed and "oracle" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["reference"] == "acme-large" and results["n_test"] == 30
+    names = {m["name"] for m in results["methods"]}
+    assert {"coder-x", "open-7b", "random", "oracle"} <= names
+    assert (out / "tradeoff.png").stat().st_size > 10_000
+    decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(decisions) == 30 * 11 and {d["chosen"] for d in decisions} <= set(names)
+
+
+def test_train_then_route(long_csv, tmp_path, capsys):
+    ckpt = tmp_path / "router"
+    assert main(["train", "--data", str(long_csv), "--split", "train", "--out", str(ckpt), "--encoder", "hashing"]) == 0
+    capsys.readouterr()
+    assert main(["route", "--router", str(ckpt), "--encoder", "hashing", "--json", "--cost-share", "0.3",
+                 "Question about python code: explain it."]) == 0
+    decision = json.loads(capsys.readouterr().out.strip())
+    assert decision["chosen"] in {"acme-large", "acme-small", "open-7b", "coder-x"}
+    assert len(decision["scores"]) == 4
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path / "missing.csv"), "--encoder", "hashing"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query,model,quality\nq,m,1\n")
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "x"), "--encoder", "hashing"]) == 2
+    assert "cost" in capsys.readouterr().err
+    assert main(["route", "--router", str(tmp_path / "nothing"), "--encoder", "hashing", "hi"]) == 2
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "mixllm_router.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout and "eval" in out.stdout
