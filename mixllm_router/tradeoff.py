@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TradeoffCurve", "default_cost_weights", "sweep", "pick"]
+__all__ = ["TradeoffCurve", "bootstrap_summary", "default_cost_weights", "sweep", "pick"]
 
 
 def default_cost_weights(typical_cost_usd: float, n: int = 200) -> np.ndarray:
@@ -110,3 +110,36 @@ def sweep(
         cost_share[i] = cost_true[rows, chosen].sum() / ref_cost if ref_cost > 0 else 0.0
         quality_share[i] = quality_true[rows, chosen].mean() / ref_quality if ref_quality > 0 else 0.0
     return TradeoffCurve(np.asarray(cost_weights, dtype=np.float64), cost_share, quality_share)
+
+
+def bootstrap_summary(
+    quality_pred: np.ndarray,
+    cost_pred: np.ndarray,
+    quality_true: np.ndarray,
+    cost_true: np.ndarray,
+    reference: int,
+    cost_weights: np.ndarray,
+    *,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of the curve metrics when the test queries are resampled.
+
+    The choices at each λ are fixed (they depend on the predictions only); each resample re-draws
+    the queries with replacement and recomputes the shares, so the interval shows how much of a
+    difference between two routers the test set can resolve.
+    """
+    rows = np.arange(quality_true.shape[0])
+    picks = np.stack([pick(quality_pred, cost_pred, float(lam)) for lam in cost_weights])  # (L, n)
+    q_chosen = quality_true[rows[None, :], picks]
+    c_chosen = cost_true[rows[None, :], picks]
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {"auc": [], "quality_at_10": [], "quality_at_25": [], "cost_to_97_25": []}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(rows), size=len(rows))
+        ref_q = quality_true[idx, reference].mean()
+        ref_c = cost_true[idx, reference].sum()
+        curve = TradeoffCurve(cost_weights, c_chosen[:, idx].sum(axis=1) / ref_c, q_chosen[:, idx].mean(axis=1) / ref_q)
+        for key, value in curve.summary().items():
+            samples[key].append(value)
+    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in samples.items()}

@@ -4,6 +4,7 @@ and a fast router fitted on it with the torch-free hashing encoder."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests never write into the user's real cache; one throw-away cache is shared by the session.
+os.environ["MIXLLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixllm-test-cache-")
 
 ROUTERBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routerbench"
 

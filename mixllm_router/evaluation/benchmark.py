@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
-from ..tradeoff import TradeoffCurve, default_cost_weights, pick, sweep
+from ..tradeoff import TradeoffCurve, bootstrap_summary, default_cost_weights, pick, sweep
 from .baselines import knn_baseline, ridge_baseline
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class EvalReport:
     methods: list[MethodResult]
     dropped_test_queries: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # router, 95% bootstrap
 
     def get(self, name: str) -> MethodResult:
         for m in self.methods:
@@ -76,6 +77,13 @@ class EvalReport:
             s = m.summary()
             c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'—':>9}"
             lines.append(f"{m.name:<40} {s['auc']:6.1f} {s['quality_at_10']:6.1f} {s['quality_at_25']:6.1f} {c97}")
+        if self.intervals:
+            iv = self.intervals
+            fmt = lambda k: f"{iv[k][0]:.1f}–{iv[k][1]:.1f}"  # noqa: E731
+            lines.append(
+                f"95% bootstrap intervals of {self.methods[0].name} over resampled test queries: AUC {fmt('auc')}, "
+                f"Q@10% {fmt('quality_at_10')}, Q@25% {fmt('quality_at_25')}, C@97.25% {fmt('cost_to_97_25')}"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +92,7 @@ class EvalReport:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "dropped_test_queries": self.dropped_test_queries,
+            "router_intervals_95": {k: list(v) for k, v in self.intervals.items()},
             "methods": [],
         }
         for m in self.methods:
@@ -116,6 +125,7 @@ def evaluate(
     baselines: bool = True,
     show_progress: bool = False,
     decisions_at: int = 0,
+    bootstrap: bool = True,
     seed: int = 0,
 ) -> EvalReport:
     """Fit the router on ``train`` and report it and the baselines on ``test``.
@@ -149,6 +159,7 @@ def evaluate(
     methods: list[MethodResult] = []
     main_curve, q_hat, c_hat = curve_of(router)
     methods.append(MethodResult(f"mixllm ({cfg.quality_model})", "router", main_curve))
+    intervals = bootstrap_summary(q_hat, c_hat, quality, cost, ref, grid[::3], seed=seed) if bootstrap else {}
     report_decisions: list[dict[str, Any]] = []
     if decisions_at > 0:
         for lam in grid[np.linspace(0, len(grid) - 1, decisions_at).astype(int)]:
@@ -177,4 +188,5 @@ def evaluate(
         methods=methods,
         dropped_test_queries=int((~keep).sum()),
         decisions=report_decisions,
+        intervals=intervals,
     )
