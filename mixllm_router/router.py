@@ -696,6 +696,7 @@ class MixLLMRouter:
         from .checkpoint import save_router
 
         self._check_fitted()
+        self.learning.flush(self)  # queued feedback first, so the checkpoint's applied_seq is exact
         return save_router(self, Path(path))
 
     def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
