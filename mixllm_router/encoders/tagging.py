@@ -439,7 +439,11 @@ class CachedTagger:
         stored = self._read(path, fp)
         keys = [self.key(fp, q) for q in items]
         out: list[list[str] | None] = [stored.get(k) for k in keys]
-        todo = sorted({q: i for i, (q, t) in enumerate(zip(items, out)) if t is None}.items(), key=lambda x: x[1])
+        first: dict[str, int] = {}
+        for i, (q, t) in enumerate(zip(items, out)):
+            if t is None:
+                first.setdefault(q, i)
+        todo = list(first.items())
         self.hits += len(items) - sum(1 for t in out if t is None)
         if todo:
             texts = [q for q, _ in todo]
