@@ -64,8 +64,13 @@ class LinUCBRidge:
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinUCBRidge:
         """Closed-form fit on ``x`` (n×dim, bias included) and ``y`` (n×n_targets); resets state."""
         x, y = self._check(x, y)
-        a = self.prior_strength * np.eye(self.dim) + x.T @ x
-        self.a_inv = np.linalg.inv(a)
+        lam = self.prior_strength
+        if x.shape[0] < self.dim:
+            # fewer examples than features: Woodbury, A⁻¹ = (I − Xᵀ (λI + XXᵀ)⁻¹ X) / λ, an n×n solve
+            k = lam * np.eye(x.shape[0]) + x @ x.T
+            self.a_inv = (np.eye(self.dim) - x.T @ np.linalg.solve(k, x)) / lam
+        else:
+            self.a_inv = np.linalg.inv(lam * np.eye(self.dim) + x.T @ x)
         self.a_inv = (self.a_inv + self.a_inv.T) / 2  # keep it exactly symmetric
         self.offset = y.mean(axis=0) if x.shape[0] else np.zeros(self.n_targets)
         self.b = x.T @ (y - self.offset)

@@ -76,3 +76,11 @@ def test_features_append_length_and_bias():
     assert x.shape == (3, 5)
     np.testing.assert_allclose(x[:, -1], 1.0)
     assert x[0, 3] == 0.0 and x[1, 3] == pytest.approx(1.0)
+
+
+def test_fewer_examples_than_features_uses_an_exact_identity():
+    rng = np.random.default_rng(3)
+    x = add_bias(rng.normal(size=(5, 9)))
+    y = rng.normal(size=(5, 2))
+    model = LinUCBRidge(10, 2, prior_strength=0.5).fit(x, y)
+    np.testing.assert_allclose(model.a_inv, np.linalg.inv(0.5 * np.eye(10) + x.T @ x), atol=1e-10)
