@@ -14,6 +14,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.schemas import Run
+import openai
 from langchain_openai import ChatOpenAI
 
 from langchain_mixllm import ChatMixLLM
@@ -39,7 +40,8 @@ def router() -> MixLLMRouter:
 
 def _llm(router: MixLLMRouter, server: RuleBasedOpenAIServer, **kw: Any) -> ChatMixLLM:
     def cand(name: str) -> ChatOpenAI:
-        return ChatOpenAI(model=name, api_key="local", base_url=server.base_url, max_retries=0, stream_usage=True)
+        return ChatOpenAI(model=name, api_key="local", base_url=server.base_url, max_retries=0, stream_usage=True,
+                      http_async_client=openai.DefaultAsyncHttpxClient())
 
     return ChatMixLLM(router=router, candidates={SMALL: cand(SMALL), LARGE: cand(LARGE)}, **kw)
 

@@ -11,6 +11,8 @@ import atexit
 import functools
 from typing import Any
 
+import pytest
+import openai
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
@@ -27,8 +29,10 @@ def server() -> RuleBasedOpenAIServer:
 
 
 def candidate(name: str) -> ChatOpenAI:
-    # SDK retries off: ChatMixLLM owns the retry / fallback loop.
-    return ChatOpenAI(model=name, api_key="local", base_url=server().base_url, max_retries=0, stream_usage=True)
+    # SDK retries off: ChatMixLLM owns the retry / fallback loop. A fresh async HTTP client per model:
+    # langchain-openai caches one per base URL, which breaks once its event loop has closed.
+    return ChatOpenAI(model=name, api_key="local", base_url=server().base_url, max_retries=0, stream_usage=True,
+                      http_async_client=openai.DefaultAsyncHttpxClient())
 
 
 class TestChatMixLLMIntegration(ChatModelIntegrationTests):
