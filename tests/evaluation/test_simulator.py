@@ -278,3 +278,48 @@ def test_penalty_on_routerbench_test_stream(routerbench_dir):
     assert plain.past_tolerance_pct > 20.0
     assert penal.past_tolerance_pct < 0.1 * plain.past_tolerance_pct
     assert penal.quality_pct > plain.quality_pct - 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# `mixllm simulate`
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_simulate_end_to_end(pair, tmp_path, capsys):
+    from mixllm_router.cli import main
+
+    _, data = pair
+    csv = tmp_path / "outcomes.csv"
+    data.to_csv(csv)
+    router = MixLLMRouter(encoder=HashingEncoder(), quality_model="ridge").fit(data, calibrate=False)
+    router.save(tmp_path / "router")
+    out_json = tmp_path / "sim.json"
+    code = main([
+        "simulate", "--router", str(tmp_path / "router"), "--data", str(csv), "--encoder", "hashing",
+        "--rate", "1.5", "--n-queries", "120", "--concurrency", "3", "--concurrency", "big=2",
+        "--profile", "big=2:1e9:0", "--profile", "small=2:1e9", "--cost-weight", "1",
+        "--beta", "1", "--xi", "0.5", "--tau", "5", "--no-hard-limit", "--burst", "20:10:2",
+        "--json", str(out_json),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "waited longer than τ" in printed and "β=1" in printed and "hard limit off" in printed
+    blob = json.loads(out_json.read_text())
+    assert blob["meta"]["limits"] == {"big": 2, "small": 3}
+    assert blob["latency"]["weight"] == 1.0 and blob["latency"]["tolerance_s"] == 5.0
+    assert blob["meta"]["profiles"]["big"]["noise_sigma"] == 0.0
+    assert blob["summary"]["queries"] == 120
+
+
+def test_cli_simulate_reports_bad_options(pair, tmp_path, capsys):
+    from mixllm_router.cli import main
+
+    _, data = pair
+    csv = tmp_path / "outcomes.csv"
+    data.to_csv(csv)
+    MixLLMRouter(encoder=HashingEncoder(), quality_model="ridge").fit(data, calibrate=False).save(tmp_path / "r")
+    base = ["simulate", "--router", str(tmp_path / "r"), "--data", str(csv), "--encoder", "hashing"]
+    for bad in (["--concurrency", "big=two"], ["--profile", "big=fast"], ["--burst", "1:2"], ["--xi", "3"],
+                ["--concurrency", "nobody=2"]):
+        assert main(base + bad) == 2
+        assert "mixllm: error:" in capsys.readouterr().err
