@@ -278,14 +278,15 @@ class SimulationReport:
         top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         for j, name in enumerate(self.candidates):
             if self.load[:, j].any():
-                top.step(self.load_times, self.load[:, j], where="post", linewidth=1.2, label=name.split("/")[-1])
+                top.step(self.load_times, self.load[:, j], where="post", linewidth=1.2, color=f"C{j % 10}",
+                         label=name.split("/")[-1])
         top.set_ylabel("in flight (running + queued)")
         top.grid(alpha=0.3)
         top.legend(fontsize=7, loc="upper left", ncol=2)
         lat = self.latency
         top.set_title(title or f"λ={self.cost_weight:g}, β={lat.weight:g}, ξ={lat.xi:g}, τ={lat.tolerance_s:g} s: "
                       f"{self.past_tolerance_pct:.1f}% waited > τ, quality {self.quality_pct:.1f}%")
-        bottom.scatter(self.arrival_s, self.wait_s, s=4, c=self.chosen, cmap="tab20", vmin=0, vmax=19)
+        bottom.scatter(self.arrival_s, self.wait_s, s=4, c=[f"C{j % 10}" for j in self.chosen])  # colours as above
         bottom.axhline(lat.tolerance_s, color="red", linewidth=0.8, label="τ")
         bottom.set_xlabel("time, s")
         bottom.set_ylabel("wait, s")
