@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .encoders.base import QueryEncoder
     from .responses import RoutedResponse, RoutedStream
 
-__all__ = ["MixLLMRouter", "Predictions", "build_encoder"]
+__all__ = ["MixLLMRouter", "Predictions", "build_encoder", "fold_assignment"]
 
 
 def build_encoder(settings: EncoderSettings) -> QueryEncoder:
@@ -59,6 +59,11 @@ def build_encoder(settings: EncoderSettings) -> QueryEncoder:
         root = Path(settings.cache_dir) if settings.cache_dir else encoders.default_cache_dir()
         return encoders.CachedEncoder(inner, root / "embeddings")
     return inner
+
+
+def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
+    """Fold index (0..folds-1) of each of ``n`` items: balanced, shuffled, reproducible."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % folds)
 
 
 @dataclass(frozen=True)
@@ -302,10 +307,12 @@ class MixLLMRouter:
         *,
         folds: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Quality and cost predicted for each query by predictors that never saw it (k-fold)."""
+        """Quality and cost predicted for each query by predictors that never saw it (k-fold).
+
+        Folds are :func:`fold_assignment` of the config's seed, so every caller sees the same split.
+        """
         folds = folds or self.config.calibration_folds
-        rng = np.random.default_rng(self.config.seed)
-        assignment = rng.permutation(np.arange(embeddings.shape[0]) % folds)
+        assignment = fold_assignment(embeddings.shape[0], folds, self.config.seed)
         q_oof = np.zeros_like(quality, dtype=np.float64)
         c_oof = np.zeros_like(cost, dtype=np.float64)
         for fold in range(folds):

@@ -1,8 +1,13 @@
 """Choosing the router's knobs by cross-validation on the training data only.
 
 For each candidate setting, the router's out-of-fold predictions on the training queries (k-fold:
-every query predicted by predictors that never saw it) are swept over λ, and the setting with the
-highest AUC of the quality-cost curve wins (DESIGN §2). Test data never enters this.
+every query predicted by predictors that never saw it) are swept over λ and scored by the AUC of
+the quality-cost curve (DESIGN §2), per fold. Test data never enters this.
+
+The winner follows the one-standard-error rule: among the settings whose mean fold AUC is within
+one standard error of the best, the first in grid order (the grid lists simpler settings first).
+On 0/1 outcomes the AUCs of reasonable settings differ by less than their noise, and picking the
+nominal best would be picking noise.
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_GRID", "TuningResult", "tune"]
 
 #: The settings tried by default: the predictor family and its main regulariser.
+#: The settings tried by default, simplest (most regularised, fewest parts) first.
 DEFAULT_GRID: tuple[dict[str, Any], ...] = (
-    {"quality_model": "ridge", "prior_strength": 1.0},
-    {"quality_model": "ridge", "prior_strength": 3.0},
-    {"quality_model": "ridge", "prior_strength": 10.0},
     {"quality_model": "ridge", "prior_strength": 30.0},
-    {"quality_model": "knn", "knn_k": 40},
-    {"quality_model": "knn", "knn_k": 80},
+    {"quality_model": "ridge", "prior_strength": 10.0},
+    {"quality_model": "ridge", "prior_strength": 3.0},
     {"quality_model": "knn", "knn_k": 160},
+    {"quality_model": "knn", "knn_k": 40},
     {"quality_model": "ridge+knn", "prior_strength": 10.0, "knn_k": 80},
 )
 
@@ -39,14 +43,18 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = (
 @dataclass(frozen=True)
 class TuningResult:
     best: RouterConfig
-    rows: list[tuple[dict[str, Any], dict[str, float]]]  # (overrides, out-of-fold summary)
+    rows: list[tuple[dict[str, Any], dict[str, float]]]  # (overrides, out-of-fold summary + fold AUC s.e.)
 
     def table(self) -> str:
-        lines = [f"{'setting':<58} {'AUC':>6} {'Q@10%':>6} {'Q@25%':>6} {'C@97.25%':>9}"]
-        for overrides, s in sorted(self.rows, key=lambda r: -r[1]["auc"]):
+        lines = [f"{'setting (out-of-fold on the training data)':<58} {'AUC':>6} {'±s.e.':>6} {'Q@10%':>6} "
+                 f"{'Q@25%':>6} {'C@97.25%':>9}"]
+        for overrides, s in self.rows:
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            mark = "*" if all(getattr(self.best, k) == v for k, v in overrides.items()) else " "
             c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'—':>9}"
-            lines.append(f"{label:<58} {s['auc']:6.1f} {s['quality_at_10']:6.1f} {s['quality_at_25']:6.1f} {c97}")
+            lines.append(f"{mark}{label:<57} {s['auc']:6.1f} {s['auc_se']:6.2f} {s['quality_at_10']:6.1f} "
+                         f"{s['quality_at_25']:6.1f} {c97}")
+        lines.append("* chosen: the first setting within one standard error of the best mean fold AUC")
         return "\n".join(lines)
 
 
@@ -61,7 +69,7 @@ def tune(
     folds: int = 5,
 ) -> TuningResult:
     """Pick the grid setting with the best out-of-fold AUC on ``data``."""
-    from .router import MixLLMRouter
+    from .router import MixLLMRouter, fold_assignment
 
     base = make_config(config)
     probe = MixLLMRouter(config=base, encoder=encoder)
@@ -79,11 +87,23 @@ def tune(
     ref_name = reference or base.reference_model or names[int(np.argmax(cost.mean(axis=0)))]
     ref = names.index(ref_name)
     grid_lam = default_cost_weights(float(cost.mean()))
+    assignment = fold_assignment(len(embeddings), folds, base.seed)
     rows: list[tuple[dict[str, Any], dict[str, float]]] = []
+    fold_means: list[tuple[float, float]] = []
     for overrides in grid:
         cfg = make_config(base, **overrides)
         router = MixLLMRouter(names, config=cfg, encoder=probe.encoder)
         q_oof, c_oof = router.out_of_fold(names, embeddings, tokens, quality, cost, folds=folds)
-        rows.append((dict(overrides), sweep(q_oof, c_oof, quality, cost, ref, grid_lam).summary()))
-    best_overrides = max(rows, key=lambda r: r[1]["auc"])[0]
-    return TuningResult(make_config(base, **best_overrides), rows)
+        summary = sweep(q_oof, c_oof, quality, cost, ref, grid_lam).summary()
+        per_fold = [
+            100 * sweep(q_oof[m], c_oof[m], quality[m], cost[m], ref, grid_lam).auc()
+            for m in (assignment == f for f in range(folds))
+        ]
+        mean, se = float(np.mean(per_fold)), float(np.std(per_fold, ddof=1) / np.sqrt(folds))
+        summary["auc_se"] = se
+        rows.append((dict(overrides), summary))
+        fold_means.append((mean, se))
+    best = int(np.argmax([m for m, _ in fold_means]))
+    threshold = fold_means[best][0] - fold_means[best][1]
+    chosen = next(i for i, (m, _) in enumerate(fold_means) if m >= threshold)
+    return TuningResult(make_config(base, **rows[chosen][0]), rows)

@@ -6,3 +6,6 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 python -m pytest tests "$@"
+# each integration package has its own pytest config (same offline rules)
+python -m pytest integrations/langchain-mixllm/tests "$@"
+python -m pytest integrations/llama-index-llms-mixllm/tests "$@"
