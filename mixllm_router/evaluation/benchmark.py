@@ -65,15 +65,16 @@ class EvalReport:
         raise KeyError(name)
 
     def table(self) -> str:
-        """The printed comparison: AUC, quality at ≤10% / ≤25% cost, cost to reach 97.25%."""
-        head = f"{'method':<40} {'AUC':>6} {'Q@10%':>6} {'Q@25%':>6} {'C@97.25%':>9}"
+        """Routers: AUC, quality at ≤10% / ≤25% cost, cost to reach 97.25%. Fixed choices: their point."""
+        head = f"{'router (swept over λ)':<40} {'AUC':>6} {'Q@10%':>6} {'Q@25%':>6} {'C@97.25%':>9}"
         lines = [
-            f"train {self.n_train} queries, test {self.n_test} queries; shares of {self.reference} "
-            f"(quality and cost, %)",
+            f"train {self.n_train} queries, test {self.n_test} queries; quality and cost in % of {self.reference}",
             head,
             "-" * len(head),
         ]
         for m in self.methods:
+            if m.kind == "single":
+                continue
             s = m.summary()
             c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'—':>9}"
             lines.append(f"{m.name:<40} {s['auc']:6.1f} {s['quality_at_10']:6.1f} {s['quality_at_25']:6.1f} {c97}")
@@ -81,9 +82,13 @@ class EvalReport:
             iv = self.intervals
             fmt = lambda k: f"{iv[k][0]:.1f}–{iv[k][1]:.1f}"  # noqa: E731
             lines.append(
-                f"95% bootstrap intervals of {self.methods[0].name} over resampled test queries: AUC {fmt('auc')}, "
+                f"  95% bootstrap intervals of {self.methods[0].name} (test queries resampled): AUC {fmt('auc')}, "
                 f"Q@10% {fmt('quality_at_10')}, Q@25% {fmt('quality_at_25')}, C@97.25% {fmt('cost_to_97_25')}"
             )
+        lines += ["", f"{'fixed choice':<40} {'cost %':>6} {'quality %':>9}", "-" * 57]
+        for m in self.methods:
+            if m.kind == "single":
+                lines.append(f"{m.name:<40} {100 * m.curve.cost_share[0]:6.1f} {100 * m.curve.quality_share[0]:9.1f}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
