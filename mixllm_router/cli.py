@@ -219,21 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extension_parsers() -> list[Any]:
-    """Sub-commands that live next to their feature (simulators)."""
-    hooks = []
-    try:
-        from .evaluation.simulator import add_simulate_parser
+    """Sub-commands that live next to their feature (the simulators)."""
+    from .evaluation.online import add_simulate_online_parser
+    from .evaluation.simulator import add_simulate_parser
 
-        hooks.append(add_simulate_parser)
-    except ImportError:
-        pass
-    try:
-        from .evaluation.online import add_simulate_online_parser
-
-        hooks.append(add_simulate_online_parser)
-    except ImportError:
-        pass
-    return hooks
+    return [add_simulate_parser, add_simulate_online_parser]
 
 
 def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
