@@ -35,15 +35,26 @@ from .decision import CandidateScore, RoutingDecision
 from .router import MixLLMRouter, Predictions
 
 if TYPE_CHECKING:
+    from .calling import CallResult, FallbackCaller, SpendingGuard
     from .data import DataIssue, RoutingDataset, load_routerbench
+    from .responses import RoutedResponse, RoutedStream
 
 __version__ = "0.1.0"
 
-_LAZY = {"DataIssue": ".data", "RoutingDataset": ".data", "load_routerbench": ".data"}
+_LAZY = {
+    "DataIssue": ".data",
+    "RoutingDataset": ".data",
+    "load_routerbench": ".data",
+    "CallResult": ".calling",
+    "FallbackCaller": ".calling",
+    "SpendingGuard": ".calling",
+    "RoutedResponse": ".responses",
+    "RoutedStream": ".responses",
+}
 
 
 def __getattr__(name: str) -> object:
-    """Import the pandas-backed data module on first use, keeping ``import mixllm_router`` light."""
+    """Import the data (pandas) and calling modules on first use, keeping ``import mixllm_router`` light."""
     if name in _LAZY:
         import importlib
 
@@ -55,6 +66,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AllCandidatesFailedError",
     "BudgetExceededError",
+    "CallResult",
     "Candidate",
     "CandidatePool",
     "CandidateScore",
@@ -66,6 +78,7 @@ __all__ = [
     "DataIssue",
     "EncoderError",
     "EncoderSettings",
+    "FallbackCaller",
     "FeedbackError",
     "LatencySettings",
     "MixLLMError",
@@ -73,9 +86,12 @@ __all__ = [
     "NotFittedError",
     "PermanentClientError",
     "Predictions",
+    "RoutedResponse",
+    "RoutedStream",
     "RouterConfig",
     "RoutingDataset",
     "RoutingDecision",
+    "SpendingGuard",
     "StreamInterruptedError",
     "TransientClientError",
     "UnknownCandidateError",
