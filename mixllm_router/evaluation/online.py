@@ -41,7 +41,7 @@ import numpy as np
 from .._exceptions import ConfigError, DataError
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
-from ..tradeoff import default_cost_weights, sweep
+from ..tradeoff import TradeoffCurve, default_cost_weights, sweep
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -85,6 +85,7 @@ class ShareResult:
     auc_events: list[int] = field(default_factory=list)
     auc_online: list[float] = field(default_factory=list)
     auc_frozen: float = float("nan")
+    frozen_curve: TradeoffCurve | None = None  # the frozen router on the test queries, swept over λ
     feedback_seconds: float = 0.0
     route_seconds: float = 0.0
 
@@ -102,6 +103,7 @@ class ShareResult:
         q_on, c_on = self.shares(self.online)
         q_fr, c_fr = self.shares(self.frozen)
         n = len(self.online.quality)
+        at_cost = 100 * self.frozen_curve.quality_at(c_on / 100) if self.frozen_curve is not None else float("nan")
         return {
             "offline_share": self.offline_share,
             "n_offline": self.n_offline,
@@ -112,6 +114,8 @@ class ShareResult:
             "frozen_cost": c_fr,
             "quality_gain": q_on - q_fr,
             "cost_change": c_on - c_fr,
+            "frozen_quality_at_online_cost": at_cost,
+            "gain_at_equal_cost": q_on - at_cost,
             "auc_frozen": 100 * self.auc_frozen,
             "auc_online_end": 100 * self.auc_online[-1] if self.auc_online else float("nan"),
             "ms_per_feedback": 1000 * self.feedback_seconds / max(n, 1),
@@ -176,16 +180,19 @@ class OnlineReport:
             f"online vs frozen, λ fixed at cost_share={self.cost_share:g} of {self.reference}; "
             f"label noise {self.label_noise:g}; test part of the stream (quality and cost, % of {self.reference})",
             f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'ΔQ':>6} {'online C':>8} "
-            f"{'frozen C':>8} {'ΔC':>6} {'AUC fr':>6} {'AUC on':>6} {'ms/fb':>6}",
+            f"{'frozen C':>8} {'ΔC':>6} {'fr Q@C':>6} {'ΔQ@C':>6} {'AUC fr':>6} {'AUC on':>6} {'ms/fb':>6}",
         ]
         for r in self.shares:
             s = r.summary()
             lines.append(
                 f"{100 * r.offline_share:6.0f}% {s['feedback_events']:6d} {s['online_quality']:8.2f} "
                 f"{s['frozen_quality']:8.2f} {s['quality_gain']:+6.2f} {s['online_cost']:8.2f} "
-                f"{s['frozen_cost']:8.2f} {s['cost_change']:+6.2f} {s['auc_frozen']:6.2f} "
+                f"{s['frozen_cost']:8.2f} {s['cost_change']:+6.2f} {s['frozen_quality_at_online_cost']:6.2f} "
+                f"{s['gain_at_equal_cost']:+6.2f} {s['auc_frozen']:6.2f} "
                 f"{s['auc_online_end']:6.2f} {s['ms_per_feedback']:6.2f}"
             )
+        lines.append("fr Q@C = the frozen router's test quality at the online router's test cost (its λ swept, "
+                     "exploration bonus included); ΔQ@C = online − that: the gain at equal cost.")
         lines.append("AUC on = test AUC of the online router's predictions after the training part of the stream.")
         if self.holdout is not None:
             h = self.holdout.summary()
@@ -252,6 +259,13 @@ def _test_auc(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true:
               ref: int, grid: np.ndarray) -> float:
     p = router.predict(queries, embeddings=emb)
     return sweep(p.quality, p.cost, q_true, c_true, ref, grid).auc()
+
+
+def _frozen_curve(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true: np.ndarray,
+                  c_true: np.ndarray, ref: int, grid: np.ndarray) -> TradeoffCurve:
+    """The frozen router's choices on ``queries`` at every λ, scored as it routes (q + α·u − λ·c)."""
+    p = router.predict(queries, embeddings=emb)
+    return sweep(p.quality + router.config.exploration * p.uncertainty, p.cost, q_true, c_true, ref, grid)
 
 
 def _stream(
@@ -378,6 +392,8 @@ def simulate_online(
             ref_quality=stream_quality[:, ref], ref_cost=stream_cost[:, ref],
             auc_events=auc_events, auc_online=auc_online,
             auc_frozen=_test_auc(frozen, test.queries, test_emb, q_test, c_test, ref, grid),
+            frozen_curve=_frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
+                                       np.concatenate([grid, [lam]])),
             feedback_seconds=t_fb, route_seconds=t_route,
         )
         results.append(result)
