@@ -92,6 +92,18 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[st
     blob = save(contiguous)
     digest = hashlib.sha256(blob).hexdigest()
     arrays_name = f"arrays-{digest[:16]}.safetensors"
+    from filelock import FileLock
+
+    # One writer at a time per folder (threads or processes): without it, writer A's clean-up could
+    # delete the arrays file that writer B's manifest, replaced a moment later, names. The lock file
+    # sits beside the folder (``.<name>.lock``) so the folder holds only the checkpoint itself.
+    with FileLock(str(path.parent / f".{path.name}.lock")):
+        _write_manifest_and_arrays(path, manifest, blob, arrays_name, digest)
+    return path
+
+
+def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes, arrays_name: str,
+                               digest: str) -> None:
     _write_atomic(path / arrays_name, blob)
     full = dict(manifest)
     full.update(
@@ -112,18 +124,30 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[st
         if old.name != arrays_name:
             with contextlib.suppress(OSError):
                 old.unlink()
-    return path
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a checkpoint folder: ``(manifest, arrays)``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {path}")
+    for _ in range(4):
+        try:
+            return _read_checkpoint_once(path)
+        except _ArraysGone:  # a writer replaced the manifest and deleted its old arrays: read again
+            time.sleep(0.01)
+    return _read_checkpoint_once(path, last_try=True)
+
+
+class _ArraysGone(Exception):
+    pass
+
+
+def _read_checkpoint_once(path: Path, last_try: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    path = Path(path)
     manifest_path = path / MANIFEST
-    if not path.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {path}")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -147,6 +171,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
     try:
         blob = arrays_path.read_bytes()
     except FileNotFoundError:
+        if not last_try:
+            raise _ArraysGone from None
         raise CheckpointError(f"{arrays_path} is missing (named by {manifest_path})") from None
     if hashlib.sha256(blob).hexdigest() != manifest.get("arrays_sha256"):
         raise CheckpointError(f"{arrays_path} is damaged: its SHA-256 does not match the manifest")
@@ -160,6 +186,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
 # ---------------------------------------------------------------------------------- the router
 def save_router(router: MixLLMRouter, path: Path) -> Path:
     """Checkpoint a fitted router (called by :meth:`MixLLMRouter.save`)."""
+    lock = getattr(getattr(router, "learning", None), "lock", None) or contextlib.nullcontext()
+    with lock:  # a consistent snapshot: feedback updates arrays in place and grows the bank
+        manifest, arrays = _router_state(router)
+    return write_checkpoint(path, manifest, arrays)
+
+
+def _router_state(router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     assert router.bank_ is not None
     names = router.pool.names
     arrays: dict[str, np.ndarray] = {"bank.embeddings": router.bank_}
@@ -191,7 +224,7 @@ def save_router(router: MixLLMRouter, path: Path) -> Path:
         "encoder_state": encoder_state,
         "extra": extra_meta,
     }
-    return write_checkpoint(path, manifest, arrays)
+    return manifest, {k: np.array(v, copy=True) for k, v in arrays.items()}
 
 
 def _sub(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
