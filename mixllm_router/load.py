@@ -31,15 +31,41 @@ for the query) is past ``τ`` (:meth:`LatencySettings.allowed`).
 The waiting-time model (:class:`LoadTracker`)
 ---------------------------------------------
 Each candidate has a concurrency limit ``c``. Requests are kept in arrival order; the first ``c``
-are *running*, later ones are *queued* (FIFO) and start when a running one finishes. A running
-request that started at ``t0`` with expected duration ``d`` frees its slot at ``t0 + d``; if it is
-overdue, its remaining time is floored at ``overdue_floor_s`` (never negative: it is still busy,
-and we assume it ends soon). The wait of a new request is then plain list scheduling with expected
-durations: take the ``c`` slot-free times; each queued request, in order, takes the earliest slot
-and frees it again after its own expected duration; ``W`` = the earliest slot-free time left, minus
-now (0 when a slot is free). With limit 2 and three 10-s requests sent at ``t = 0``: slots free at
-10 and 10; the queued one takes the first (→ 20); a 4th request waits ``min(10, 20) = 10`` s, and
-at ``t = 4`` it waits 6 s.
+are *running*, later ones are *queued* (FIFO) and start when a running one finishes.
+
+Every request ``i`` has a *predicted* service time ``d_i = TTFT + n_i · s_per_token`` from the
+candidate's current :class:`ServiceTimeEstimate` (``n_i``: the output tokens given to
+:meth:`LoadTracker.start`, else the running mean). It is re-costed whenever the estimate learns:
+a ticket does not keep the duration it was given when it was sent.
+
+Service times are skewed (most answers are a few tokens, a few are long programs), so ``d_i`` is
+only a typical value. The tracker therefore keeps the last ``tail_window`` (default 100) ratios
+``r = observed / predicted`` of the candidate's finished requests, and uses the empirical
+*conditional mean* of the service time given how long a request has already run (mean residual
+life). For a running request that started at ``t0`` and has run ``a = now − t0``::
+
+    end_i = t0 + d_i · mean{ r_k : r_k > a / d_i }        (the ratios longer than what it has run)
+    end_i = now + floor                                    if no recent ratio exceeds a / d_i
+
+and ``end_i`` is never earlier than ``now + floor`` (``overdue_floor_s``, 0.1 s): a running request
+is still busy. So a slot busy with a request past the typical time is *not* nearly free: it is
+expected to run as long as the recent requests that ran that long did. A queued request is
+expected to take ``d_q · r̄`` with ``r̄`` the mean ratio (which corrects a biased ``d``).
+With no finished request yet the ratio set is ``{1}``: a running request ends at ``t0 + d_i``,
+then (overdue) within the floor.
+
+The wait of a new request is then plain list scheduling: take the ``c`` slot-free times ``end_i``;
+each queued request, in order, takes the earliest slot and frees it again after ``d_q · r̄``;
+``W`` = the earliest slot-free time left, minus now (0 when a slot is free). With limit 2 and
+three 10-s requests sent at ``t = 0`` (no history): slots free at 10 and 10; the queued one takes
+the first (→ 20); a 4th request waits ``min(10, 20) = 10`` s, and at ``t = 4`` it waits 6 s.
+With history ratios ``{0.5, 0.5, 2, 4}`` and one 10-s request running, a new request waits
+``10 · mean{0.5, 0.5, 2, 4} = 17.5`` s at ``t = 0``; at ``t = 6`` (``a/d = 0.6``) the request is
+one of the long ones, it ends at ``10 · mean{2, 4} = 30``: a wait of 24 s.
+
+Cost: ``end_i`` is constant in absolute time until ``a / d_i`` passes the next recent ratio (or the
+floor binds), so :meth:`LoadTracker.waits` caches ``W`` per candidate and recomputes it only
+after a change or such a breakpoint: ``O(c·log K + q·log c)`` for ``q`` queued and ``K`` ratios.
 
 Expected durations come from a :class:`ServiceTimeEstimate` per candidate:
 ``d(n) = TTFT + n · s_per_token`` for ``n`` output tokens, both adapted online by exponentially
@@ -359,25 +385,50 @@ class _CandidateLoad:
     """Mutable per-candidate state; only touched under the tracker's lock."""
 
     __slots__ = (
-        "limit", "estimate", "running", "queued", "ext_n", "ext_at",
-        "free_at", "valid_until", "dirty", "ends", "durations", "earliest",
+        "limit", "estimate", "running", "queued", "ext_n", "ext_at", "ratios",
+        "free_at", "valid_until", "dirty", "full", "runs", "ext_ends", "durations",
+        "r_sorted", "r_tail", "r_dirty",
     )
 
-    def __init__(self, limit: int, estimate: ServiceTimeEstimate) -> None:
+    def __init__(self, limit: int, estimate: ServiceTimeEstimate, window: int, ratios: Sequence[float] = ()) -> None:
         self.limit = limit
         self.estimate = estimate
-        self.running: dict[int, tuple[float, float]] = {}  # ticket id -> (run start, expected duration)
-        self.queued: deque[tuple[int, float]] = deque()  # (ticket id, expected duration), FIFO
+        # ticket id -> (run start, output tokens or None for the running mean)
+        self.running: dict[int, tuple[float, float | None]] = {}
+        self.queued: deque[tuple[int, float | None]] = deque()  # (ticket id, output tokens or None), FIFO
         self.ext_n = 0  # in flight as reported by set_in_flight()
         self.ext_at = 0.0  # when it was reported
+        self.ratios: deque[float] = deque(ratios, maxlen=window)  # observed / predicted, recent finishes
         # Cache of the schedule: W = max(free_at − now, 0) while now <= valid_until.
         self.free_at = -math.inf
         self.valid_until = -math.inf
         # Parts of the schedule rebuilt only after a change (see LoadTracker._rebuild).
         self.dirty = True
-        self.ends: list[float] | None = None  # sorted slot-free times of running requests
-        self.durations: list[float] = []  # expected durations of queued requests, FIFO
-        self.earliest = math.inf
+        self.full = False  # every slot is taken
+        self.runs: list[tuple[float, float]] = []  # (run start, predicted duration d_i) of running requests
+        self.ext_ends: list[float] = []  # slot-free times of externally reported running requests
+        self.durations: list[float] = []  # expected durations d_q · r̄ of queued requests, FIFO
+        self.r_sorted: list[float] = [1.0]  # recent ratios, sorted ({1} with no history)
+        self.r_tail: list[float] = [1.0]  # r_tail[j] = mean(r_sorted[j:])
+        self.r_dirty = True  # ratios changed since r_sorted / r_tail were computed
+
+    def add_ratio(self, ratio: float) -> None:
+        self.ratios.append(ratio)
+        self.r_dirty = True
+
+    def set_ratios(self, ratios: Sequence[float]) -> None:
+        self.ratios = deque(ratios, maxlen=self.ratios.maxlen)
+        self.r_dirty = True
+
+    def ratio_table(self) -> None:
+        """Sort the recent ratios and take their tail means (only after they changed)."""
+        self.r_dirty = False
+        if not self.ratios:
+            self.r_sorted, self.r_tail = [1.0], [1.0]
+            return
+        r = np.sort(np.fromiter(self.ratios, dtype=np.float64, count=len(self.ratios)))
+        tail = np.cumsum(r[::-1])[::-1] / np.arange(r.size, 0, -1)  # tail[j] = mean(r[j:])
+        self.r_sorted, self.r_tail = r.tolist(), tail.tolist()
 
     @property
     def in_flight(self) -> int:
@@ -407,12 +458,16 @@ class LoadTracker:
         *,
         alpha: float = 0.1,
         overdue_floor_s: float = 0.1,
+        tail_window: int = 100,
     ) -> None:
         self._clock = clock
         self._alpha = _positive_finite(alpha, "alpha", allow_zero=False)
         if self._alpha > 1:
             raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
         self._floor = _positive_finite(overdue_floor_s, "overdue_floor_s", allow_zero=False)
+        if isinstance(tail_window, bool) or not isinstance(tail_window, (int, np.integer)) or tail_window < 1:
+            raise ConfigError(f"tail_window must be an integer >= 1, got {tail_window!r}")
+        self._window = int(tail_window)
         self._lock = threading.Lock()
         self._loads: dict[str, _CandidateLoad] = {}
 
@@ -434,7 +489,7 @@ class LoadTracker:
         with self._lock:
             if name in self._loads:
                 raise ConfigError(f"candidate {name!r} is already tracked")
-            self._loads[name] = _CandidateLoad(limit, estimate)
+            self._loads[name] = _CandidateLoad(limit, estimate, self._window)
 
     def unregister(self, name: str) -> None:
         """Stop tracking a candidate; its open tickets become no-ops; others are untouched."""
@@ -450,8 +505,8 @@ class LoadTracker:
             load.limit = limit
             now = self._clock()
             while load.queued and len(load.running) < load.limit:
-                tid, dur = load.queued.popleft()
-                load.running[tid] = (now, dur)
+                tid, tokens = load.queued.popleft()
+                load.running[tid] = (now, tokens)
             load.invalidate()
 
     @property
@@ -481,43 +536,65 @@ class LoadTracker:
         """Recompute the earliest slot-free time (list scheduling, see the module docstring)."""
         if load.dirty:
             self._rebuild(load)
-        ends = load.ends
-        if ends is None:  # a free slot, so nothing can be queued
+        if not load.full:  # a free slot, so nothing can be queued
             load.free_at, load.valid_until = -math.inf, math.inf
             return
-        floor_at = now + self._floor
-        # `ends` is sorted, so flooring the overdue ones keeps it sorted: a valid heap as is.
-        k = bisect.bisect_right(ends, floor_at)
-        slots = [floor_at] * k + ends[k:] if k else list(ends)
+        floor = self._floor
+        floor_at = now + floor
+        r_sorted, r_tail = load.r_sorted, load.r_tail
+        k = len(r_sorted)
+        until = math.inf  # the schedule holds in absolute time until a breakpoint
+        ends = []
+        for t0, d in load.runs:
+            # end = t0 + d · mean{r : r > a/d}; it changes when a/d passes the next ratio r_sorted[j]
+            j = bisect.bisect_right(r_sorted, (now - t0) / d) if d > 0.0 else k
+            if j < k:
+                end = t0 + d * r_tail[j]
+                nxt = t0 + d * r_sorted[j]
+                if nxt < until:
+                    until = nxt
+            else:
+                end = floor_at
+            ends.append(end)
+        ends.extend(load.ext_ends)
+        for i, end in enumerate(ends):
+            if end <= floor_at:  # still busy: never free before now + floor
+                ends[i], until = floor_at, now
+            elif end - floor < until:
+                until = end - floor
+        ends.sort()
+        # More running than the limit (it was lowered): the first finishes free no slot.
+        slots = ends[len(ends) - load.limit :]  # sorted, so a valid heap as is
         for d in load.durations:
             heapq.heapreplace(slots, slots[0] + d)
         load.free_at = slots[0]
-        # The schedule holds in absolute time until the earliest running request nears its floor.
-        until = load.earliest - self._floor
         load.valid_until = until if until > now else now
 
     @staticmethod
     def _rebuild(load: _CandidateLoad) -> None:
-        """The parts of the schedule that change only when the candidate's state does."""
+        """The parts of the schedule that change only when the candidate's state does.
+
+        Durations are re-costed with the current estimate here (see the module docstring).
+        """
         load.dirty = False
         limit = load.limit
         n_run = len(load.running)
         ext_running = min(load.ext_n, max(limit - n_run, 0))
-        if n_run + ext_running < limit:
-            load.ends = None
+        load.full = n_run + ext_running >= limit
+        if not load.full:
             return
-        ends = [start + dur for start, dur in load.running.values()]
-        if ext_running:
-            # Reported without start times: assume each is half-way through a typical request.
-            ends.extend([load.ext_at + 0.5 * load.estimate.expected()] * ext_running)
-        ends.sort()
-        load.earliest = ends[0]
-        # More running than the limit (it was lowered): the first finishes free no slot.
-        load.ends = ends[len(ends) - limit :]
-        durations = [d for _, d in load.queued]
+        if load.r_dirty:
+            load.ratio_table()
+        mean_ratio = load.r_tail[0]
+        est = load.estimate
+        typical = est.expected()
+        load.runs = [(t0, est.expected(tokens)) for t0, tokens in load.running.values()]
+        # Reported without start times: assume each is half-way through a typical request.
+        load.ext_ends = [load.ext_at + 0.5 * typical * mean_ratio] * ext_running
+        durations = [est.expected(tokens) * mean_ratio for _, tokens in load.queued]
         ext_queued = load.ext_n - ext_running
         if ext_queued:
-            durations.extend([load.estimate.expected()] * ext_queued)
+            durations.extend([typical * mean_ratio] * ext_queued)
         load.durations = durations
 
     def expected_wait(self, name: str) -> float:
@@ -559,15 +636,23 @@ class LoadTracker:
 
     # -- call path --------------------------------------------------------------------------
     def start(self, name: str, expected_output_tokens: float | None = None) -> LoadTicket:
-        """Record that a request to ``name`` was sent; pair it with :meth:`finish`."""
+        """Record that a request to ``name`` was sent; pair it with :meth:`finish`.
+
+        ``expected_output_tokens`` (a per-request length, when the caller can predict it) sets the
+        request's predicted service time ``d(n)``; None uses the candidate's running mean. The
+        ticket's ``expected_s`` is ``d`` at the time it was sent; the tracker itself re-costs it
+        with the estimate of the moment (see the module docstring).
+        """
+        tokens = None if expected_output_tokens is None else _observation(expected_output_tokens,
+                                                                           "expected_output_tokens")
         with self._lock:
             load = self._get(name)
             now = self._clock()
-            ticket = LoadTicket(name, now, load.estimate.expected(expected_output_tokens))
+            ticket = LoadTicket(name, now, load.estimate.expected(tokens))
             if len(load.running) < load.limit:
-                load.running[ticket.id] = (now, ticket.expected_s)
+                load.running[ticket.id] = (now, tokens)
             else:
-                load.queued.append((ticket.id, ticket.expected_s))
+                load.queued.append((ticket.id, tokens))
             load.invalidate()
             return ticket
 
@@ -597,9 +682,14 @@ class LoadTracker:
             entry = load.running.pop(ticket.id, None)
             if entry is not None:
                 served_from = entry[0]
+                if not error:
+                    # how long it took against what the tracker predicted (for the residual-time rule)
+                    predicted = load.estimate.expected(entry[1])
+                    if predicted > 0.0:
+                        load.add_ratio(max(now - served_from, 0.0) / predicted)
                 if load.queued and len(load.running) < load.limit:
-                    tid, dur = load.queued.popleft()
-                    load.running[tid] = (now, dur)
+                    tid, tokens = load.queued.popleft()
+                    load.running[tid] = (now, tokens)
             else:
                 for i, (tid, _) in enumerate(load.queued):
                     if tid == ticket.id:
@@ -607,7 +697,7 @@ class LoadTracker:
                         break
                 else:  # not ours (e.g. unregistered and registered again under the same name)
                     return False
-                served_from = ticket.started_at  # our queue model was wrong: it was served
+                served_from = ticket.started_at  # our queue model was wrong: it was served (no ratio)
             load.invalidate()
             if not error:
                 load.estimate.observe(max(now - served_from, 0.0), output_tokens, ttft_s=ttft_s)
@@ -692,16 +782,19 @@ class LoadTracker:
                     "mean_output_tokens": est.tokens_mean,
                     "expected_service_s": est.expected(),
                     "observations": est.n_obs,
+                    "service_ratio_mean": float(np.mean(load.ratios)) if load.ratios else 1.0,
+                    "service_ratios": len(load.ratios),
                 }
             return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Limits and service estimates (not in-flight state), JSON-serialisable."""
+        """Limits, service estimates and recent service ratios (not in-flight state), JSON-serialisable."""
         with self._lock:
             return {
                 "version": _STATE_VERSION,
                 "candidates": {
-                    name: {"max_concurrency": load.limit, "estimate": load.estimate.to_dict()}
+                    name: {"max_concurrency": load.limit, "estimate": load.estimate.to_dict(),
+                           "service_ratios": list(load.ratios)}
                     for name, load in self._loads.items()
                 },
             }
@@ -717,7 +810,12 @@ class LoadTracker:
             if state.get("version") != _STATE_VERSION:
                 raise CheckpointError(f"load state version {state.get('version')!r} is not {_STATE_VERSION}")
             parsed = {
-                str(name): (_limit(entry["max_concurrency"]), ServiceTimeEstimate.from_dict(entry["estimate"]))
+                str(name): (
+                    _limit(entry["max_concurrency"]),
+                    ServiceTimeEstimate.from_dict(entry["estimate"]),
+                    # absent in states saved before the residual-time rule: start with no history
+                    [_positive_finite(r, "service ratio") for r in entry.get("service_ratios", [])],
+                )
                 for name, entry in state["candidates"].items()
             }
         except CheckpointError:
@@ -725,16 +823,17 @@ class LoadTracker:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CheckpointError(f"malformed load state: {exc!r}") from None
         with self._lock:
-            for name, (limit, estimate) in parsed.items():
+            for name, (limit, estimate, ratios) in parsed.items():
                 load = self._loads.get(name)
                 if load is None:
-                    self._loads[name] = _CandidateLoad(limit, estimate)
+                    self._loads[name] = _CandidateLoad(limit, estimate, self._window, ratios)
                 else:
                     load.limit, load.estimate = limit, estimate
+                    load.set_ratios(ratios)
                     now = self._clock()
                     while load.queued and len(load.running) < load.limit:
-                        tid, dur = load.queued.popleft()
-                        load.running[tid] = (now, dur)
+                        tid, tokens = load.queued.popleft()
+                        load.running[tid] = (now, tokens)
                     load.invalidate()
 
 

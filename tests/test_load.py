@@ -177,9 +177,10 @@ def test_wait_example_from_the_docs():
     assert tracker.expected_wait("a") == pytest.approx(10.0)
     clock.advance(4.0)
     assert tracker.expected_wait("a") == pytest.approx(6.0)
-    # the first finishes early at t=4: the queued one gets its slot now (ends at 14); the
-    # other running one still ends at 10, so a new request waits 6 s.
-    assert tracker.finish(tickets[0]) is True
+    # the first fails early at t=4 (a failed call teaches nothing, so the estimate and the
+    # residual-time history stay as they were): the queued one gets its slot now (ends at 14);
+    # the other running one still ends at 10, so a new request waits 6 s.
+    assert tracker.finish(tickets[0], error=True) is True
     assert tracker.expected_wait("a") == pytest.approx(6.0)
     clock.advance(8.0)  # t=12: the one due at 10 is overdue -> floored at 0.1 s
     assert tracker.expected_wait("a") == pytest.approx(0.1)
@@ -287,10 +288,144 @@ def test_cached_schedule_equals_a_fresh_computation():
             clock.advance(rng.expovariate(1.0))
         cached = tracker.waits(names)
         for load in tracker._loads.values():  # force a full recomputation
-            load.dirty, load.valid_until = True, -math.inf
+            load.dirty, load.r_dirty, load.valid_until = True, True, -math.inf
         fresh = tracker.waits(names)
         np.testing.assert_array_equal(cached, fresh)
         assert np.all(cached >= 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the residual-time rule for running requests, and re-costing with the current estimate
+# ---------------------------------------------------------------------------------------------
+
+
+def tracker_with_history(ratios: list[float], limit: int = 1) -> tuple[LoadTracker, ManualClock]:
+    """Candidate 'a' predicting 10 s a request, with these recent observed/predicted ratios."""
+    tracker, clock = ten_second_tracker(limit)
+    state = tracker.state_dict()
+    state["candidates"]["a"]["service_ratios"] = ratios
+    tracker.load_state_dict(state)
+    return tracker, clock
+
+
+def test_running_request_ends_like_recent_requests_that_ran_as_long():
+    # the docstring example: ratios {0.5, 0.5, 2, 4}, one request predicted at d = 10 s, sent at 0
+    tracker, clock = tracker_with_history([2.0, 0.5, 4.0, 0.5])
+    tracker.start("a")
+    # a = 0: end = 10 · mean{0.5, 0.5, 2, 4} = 17.5
+    assert tracker.expected_wait("a") == pytest.approx(17.5)
+    clock.t = 4.0  # a/d = 0.4 < 0.5: still every ratio
+    assert tracker.expected_wait("a") == pytest.approx(13.5)
+    clock.t = 6.0  # a/d = 0.6: past the short ones, end = 10 · mean{2, 4} = 30
+    assert tracker.expected_wait("a") == pytest.approx(24.0)
+    clock.t = 25.0  # a/d = 2.5: end = 10 · 4 = 40
+    assert tracker.expected_wait("a") == pytest.approx(15.0)
+    clock.t = 39.95  # end 40 is within the floor: still busy for 0.1 s
+    assert tracker.expected_wait("a") == pytest.approx(0.1)
+    clock.t = 41.0  # a/d = 4.1, longer than anything recent: ends within the floor
+    assert tracker.expected_wait("a") == pytest.approx(0.1)
+
+
+def test_queued_requests_take_the_mean_ratio():
+    tracker, clock = tracker_with_history([2.0, 0.5, 4.0, 0.5])
+    tracker.start("a")
+    tracker.start("a")  # queued: expected 10 · 1.75 = 17.5 s
+    assert tracker.expected_wait("a") == pytest.approx(17.5 + 17.5)
+    clock.t = 6.0  # the running one now ends at 30, the queued one at 47.5
+    assert tracker.expected_wait("a") == pytest.approx(47.5 - 6.0)
+
+
+def test_finished_requests_teach_the_ratios_and_a_long_runner_keeps_its_slot():
+    clock = ManualClock()
+    tracker = LoadTracker(clock)
+    tracker.register("a", 1, ttft_s=10.0, s_per_token=0.0)
+    t = tracker.start("a")
+    clock.t = 5.0
+    tracker.finish(t)  # predicted 10, took 5: ratio 0.5; estimate 10 → 7.5 (step 1/2)
+    t = tracker.start("a")
+    clock.t = 35.0
+    tracker.finish(t)  # predicted 7.5, took 30: ratio 4; estimate 7.5 → 7.5 + 22.5/3 = 15 (step 1/3)
+    assert tracker.estimate("a").expected() == pytest.approx(15.0)
+    snap = tracker.snapshot()["a"]
+    assert snap["service_ratios"] == 2 and snap["service_ratio_mean"] == pytest.approx(2.25)
+    tracker.start("a")  # at t = 35, d = 15
+    assert tracker.expected_wait("a") == pytest.approx(15.0 * 2.25)
+    clock.t = 45.0  # a/d = 2/3 > 0.5: a long one, expected to end at 35 + 15 · 4 = 95
+    assert tracker.expected_wait("a") == pytest.approx(50.0)
+    clock.t = 51.0  # past its prediction (the old rule said: ends within 0.1 s)
+    assert tracker.expected_wait("a") == pytest.approx(44.0)
+
+
+def test_failed_calls_and_misqueued_finishes_teach_no_ratio():
+    tracker, clock = ten_second_tracker(limit=1)
+    first, second = tracker.start("a"), tracker.start("a")
+    clock.t = 3.0
+    tracker.finish(second)  # still "queued" in our model when it finished: its time includes a wait
+    clock.t = 4.0
+    tracker.finish(first, error=True)
+    third = tracker.start("a")
+    clock.t = 5.0
+    tracker.finish(third, output_tokens=0)
+    snap = tracker.snapshot()["a"]
+    assert snap["observations"] == 2 and snap["service_ratios"] == 1
+
+
+def test_requests_in_flight_are_recosted_when_the_estimate_learns():
+    tracker, clock = ten_second_tracker(limit=1)
+    running, queued = tracker.start("a"), tracker.start("a")
+    assert tracker.expected_wait("a") == pytest.approx(20.0)
+    tracker.observe("a", 30.0, 0)  # measured elsewhere: estimate 10 → 20 (step 1/2), no ratio
+    assert tracker.estimate("a").expected() == pytest.approx(20.0)
+    # both are re-costed at 20 s: the running one ends at 20, the queued one at 40
+    assert tracker.expected_wait("a") == pytest.approx(40.0)
+    assert running.expected_s == queued.expected_s == pytest.approx(10.0)  # as predicted when sent
+
+
+def test_per_request_lengths_are_kept_and_validated():
+    clock = ManualClock()
+    tracker = LoadTracker(clock)
+    tracker.register("a", 1, ttft_s=1.0, s_per_token=0.1)
+    tracker.start("a", expected_output_tokens=90)  # 10 s
+    tracker.start("a", expected_output_tokens=40)  # 5 s
+    tracker.observe("a", 10.0, 40, ttft_s=1.0)  # s_per_token 0.1 → (0.1 + 0.225) / 2 = 0.1625
+    # re-costed with their own lengths: 1 + 90 · 0.1625 = 15.625, then 1 + 40 · 0.1625 = 7.5
+    assert tracker.expected_wait("a") == pytest.approx(15.625 + 7.5)
+    for bad in (-1, math.nan, math.inf, "many"):
+        with pytest.raises(DataError):
+            tracker.start("a", expected_output_tokens=bad)
+    assert tracker.in_flight("a") == 2
+
+
+def test_tail_window_keeps_only_recent_ratios():
+    clock = ManualClock()
+    tracker = LoadTracker(clock, tail_window=3)
+    tracker.register("a", 1, ttft_s=1.0, s_per_token=0.0)
+    for _ in range(5):
+        t = tracker.start("a")
+        clock.advance(1.0)
+        tracker.finish(t, output_tokens=0)
+    assert tracker.snapshot()["a"]["service_ratios"] == 3
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError):
+            LoadTracker(tail_window=bad)
+
+
+def test_ratios_survive_the_state_dict_and_old_states_still_load():
+    tracker, _ = tracker_with_history([0.5, 4.0])
+    state = json.loads(json.dumps(tracker.state_dict()))
+    assert state["candidates"]["a"]["service_ratios"] == [0.5, 4.0]
+    restored = LoadTracker(ManualClock())
+    restored.load_state_dict(state)
+    restored.start("a")
+    assert restored.expected_wait("a") == pytest.approx(10.0 * 2.25)
+    del state["candidates"]["a"]["service_ratios"]  # saved before the residual-time rule
+    older = LoadTracker(ManualClock())
+    older.load_state_dict(state)
+    older.start("a")
+    assert older.expected_wait("a") == pytest.approx(10.0)
+    state["candidates"]["a"]["service_ratios"] = [1.0, -2.0]
+    with pytest.raises(CheckpointError):
+        LoadTracker().load_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------
