@@ -103,7 +103,7 @@ class LinUCBRidge:
     def uncertainty(self, x: np.ndarray) -> np.ndarray:
         """``u(x) = sqrt(xᵀ A⁻¹ x)`` for each row, shape (n,)."""
         x = np.asarray(x, dtype=np.float64)
-        quad = np.einsum("ij,jk,ik->i", x, self.a_inv, x)
+        quad = ((x @ self.a_inv) * x).sum(axis=1)  # one BLAS product; einsum here is ~10× slower
         return np.sqrt(np.maximum(quad, 0.0))
 
     # -- state ---------------------------------------------------------------------------------
