@@ -111,6 +111,7 @@ def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes
         format_version=FORMAT_VERSION,
         arrays_file=arrays_name,
         arrays_sha256=digest,
+        arrays_bytes=len(blob),
         saved_at=time.time(),
         versions=_library_versions(),
     )
@@ -168,7 +169,13 @@ def _read_checkpoint_once(path: Path, last_try: bool = False) -> tuple[dict[str,
     if not isinstance(name, str) or not _ARRAYS_NAME.match(name):
         raise CheckpointError(f"{manifest_path}: arrays_file {name!r} is not a file name this library writes")
     arrays_path = path / name
+    expected_size = manifest.get("arrays_bytes")
     try:
+        # compare sizes before reading: a manifest must not make us read a huge file into memory
+        if isinstance(expected_size, int) and arrays_path.stat().st_size != expected_size:
+            raise CheckpointError(
+                f"{arrays_path} has {arrays_path.stat().st_size} bytes; the manifest says {expected_size}"
+            )
         blob = arrays_path.read_bytes()
     except FileNotFoundError:
         if not last_try:
@@ -253,6 +260,8 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
             router.pool.add(spec)
             sub = _sub(arrays, f"candidate.{i}.")
             router.predictors_[spec.name] = CandidatePredictor.from_state(entry["predictor"], sub, bank_size=bank.shape[0])
+        if not router.predictors_:
+            raise DataError("the manifest names no candidates")
         router.bank_ = bank
         if "calibration.cost_weights" in arrays:
             router.calibration_ = TradeoffCurve(
@@ -263,7 +272,9 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
         router._restore_extra(manifest.get("extra") or {}, _sub(arrays, "extra."))
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError, MixLLMError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MixLLMError) as exc:
+        # any of these means the manifest or arrays do not describe a router (hypothesis-tested in
+        # tests/test_hostile_input.py); the original error stays chained as __cause__
         if isinstance(exc, ConfigError):
             raise CheckpointError(f"{where}: invalid config: {exc}") from exc
         raise CheckpointError(f"{where} does not describe a valid router: {type(exc).__name__}: {exc}") from exc

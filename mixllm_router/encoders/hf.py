@@ -245,7 +245,7 @@ class HFEncoder:
             raise EncoderError(f"count_tokens expects a str, got {type(text).__name__}")
         if self._tokenizer is None:
             self._load()
-        return len(self._token_ids([text])[0][1])
+        return len(self._token_ids([_valid_unicode(text)])[0][1])
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
@@ -307,4 +307,17 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise EncoderError(f"encode() expects str items; item {i} is {type(t).__name__}")
-    return items
+    return [_valid_unicode(t) for t in items]
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (e.g. from a broken JSON escape) replaced by U+FFFD.
+
+    Tokenizers and hashers reject such strings (raw ``TypeError`` / ``UnicodeEncodeError``); a
+    router should still route the query. Valid text is returned as is (the check is one encode).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
