@@ -97,6 +97,23 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", action="store_true", help="choose the predictor by cross-validation on the training data")
     p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop",
                    help="what to do with bad rows in the data (default: drop and report)")
+    from .encoders.tag_enhanced import add_tagging_arguments
+
+    add_tagging_arguments(p)
+
+
+def _training_encoder(args: argparse.Namespace, train: RoutingDataset, config: dict[str, Any]) -> QueryEncoder | None:
+    """The plain encoder the options ask for, or a tag-enhanced one fitted on ``train``."""
+    encoder = _encoder_from_args(args)
+    if getattr(args, "embeddings", "plain") != "tag-enhanced":
+        return encoder
+    from .config import make_config
+    from .encoders.tag_enhanced import encoder_from_args
+    from .router import build_encoder
+
+    _log("fitting tag-enhanced embeddings on the training queries ...")
+    base = encoder if encoder is not None else build_encoder(make_config(config).encoder)
+    return encoder_from_args(args, base, train, show_progress=True)
 
 
 def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[str, Any],
@@ -117,8 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = load_data(args.data, split=args.split, on_error=args.on_error)
     _log(data.summary())
-    encoder = _encoder_from_args(args)
-    config = _maybe_tune(args, data, _config_from_args(args), encoder)
+    config = _config_from_args(args)
+    encoder = _training_encoder(args, data, config)
+    config = _maybe_tune(args, data, config, encoder)
     router = MixLLMRouter(config=config, encoder=encoder)
     router.fit(data, show_progress=True)
     path = router.save(args.out)
@@ -158,8 +176,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train = load_data(args.data, split="train", on_error=args.on_error)
         test = load_data(args.data, split="test", on_error=args.on_error)
     _log(f"train: {len(train)} queries, test: {len(test)} queries, models: {len(train.models)}")
-    encoder = _encoder_from_args(args)
-    config = _maybe_tune(args, train, _config_from_args(args), encoder)
+    config = _config_from_args(args)
+    encoder = _training_encoder(args, train, config)
+    config = _maybe_tune(args, train, config, encoder)
     report = evaluate(train, test, config=config, encoder=encoder, reference=args.reference_model,
                       show_progress=True, decisions_at=args.decision_points if args.decisions else 0)
     print(report.table())
@@ -198,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     knob.add_argument("--cost-share", dest="cost_share", type=float,
                       help="target share of the reference model's cost, e.g. 0.2")
     p.add_argument("--max-cost", dest="max_cost", type=float, help="per-query budget in USD")
-    p.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm")
+    p.add_argument("--encoder", choices=["minilm", "hashing"], default=None,
+                   help="override the encoder (default: the one the router was saved with)")
     p.add_argument("--json", action="store_true", help="one JSON decision per line")
     p.set_defaults(func=cmd_route)
 

@@ -74,3 +74,26 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "mixllm_router.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "eval" in out.stdout
+
+
+def test_train_with_tag_enhanced_embeddings_saves_the_projection(tmp_path, capsys):
+    topics = ["python code", "french poem", "tax law", "organic chemistry", "roman history", "jazz harmony",
+              "tennis rules", "bread baking", "linear algebra", "bird migration"]
+    rows = [{"query": f"Question {i} about {topics[i % 10]}: explain the {topics[i % 10]} idea.", "model": m,
+             "quality": float((i + j) % 3 != 0), "cost": 0.001 * (j + 1)}
+            for i in range(100) for j, m in enumerate(["big", "small"])]
+    data = tmp_path / "topics.csv"
+    with data.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    ckpt = tmp_path / "tagged"
+    code = main(["train", "--data", str(data), "--out", str(ckpt), "--encoder", "hashing",
+                 "--embeddings", "tag-enhanced", "--n-domains", "4", "--tag-epochs", "20"])
+    assert code == 0
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["encoder_state"] is not None  # the learned projection travels with the router
+    capsys.readouterr()
+    # no --encoder: load() rebuilds the tag-enhanced encoder from the checkpoint, on its hashing base
+    assert main(["route", "--router", str(ckpt), "--json", "Question about tax law: explain the tax law idea."]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["chosen"]

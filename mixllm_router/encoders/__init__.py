@@ -7,6 +7,8 @@ Importing this package is light: torch and transformers load on the first
 - :class:`HashingEncoder`: hashed n-grams with scikit-learn; no torch, weaker, good for tests.
 - :class:`CachedEncoder`: memory LRU + on-disk safetensors shards in front of any encoder.
 - :func:`default_encoder`: the cached MiniLM encoder most users want.
+- :class:`TagEnhancedEncoder` / :func:`fit_tag_enhanced_encoder`: embeddings reshaped by tag
+  domains (MixLLM's first mechanism), with :class:`LLMTagger` or the offline :class:`OfflineTagger`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .base import QueryEncoder
 from .cache import CachedEncoder, CacheWarning, default_cache_dir
 from .hashing import HashingEncoder
 from .hf import HFEncoder
+from .tag_enhanced import TagEnhancedEncoder, fit_tag_enhanced_encoder
+from .tagging import LLMTagger, OfflineTagger
 
 __all__ = [
     "QueryEncoder",
@@ -26,6 +30,10 @@ __all__ = [
     "CachedEncoder",
     "CacheWarning",
     "default_encoder",
+    "TagEnhancedEncoder",
+    "fit_tag_enhanced_encoder",
+    "LLMTagger",
+    "OfflineTagger",
     "default_cache_dir",
 ]
 
