@@ -95,14 +95,18 @@ def main() -> None:
     parser.add_argument("--label-noise", type=float, default=0.0)
     parser.add_argument("--shares", default="0.1,0.3,0.5")
     parser.add_argument("--holdout", default="zero-one-ai/Yi-34B-Chat", help="'none' to skip the hold-out run")
+    parser.add_argument("--cache", help="embedding cache folder (default: $MIXLLM_CACHE_DIR or ~/.cache/mixllm-router)")
     args = parser.parse_args()
+    config = json.loads(args.config)
+    if args.cache:
+        config.setdefault("encoder", {})["cache_dir"] = args.cache
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.part in ("cost", "all"):
         rows = feedback_cost()
         (out / "feedback_cost.json").write_text(json.dumps(rows, indent=2))
     if args.part in ("sim", "all"):
-        simulation(out, json.loads(args.config), args.cost_share, args.label_noise,
+        simulation(out, config, args.cost_share, args.label_noise,
                    [float(s) for s in args.shares.split(",")], None if args.holdout == "none" else args.holdout)
 
 

@@ -16,7 +16,13 @@ Protocol (issue 7). For each offline share ``s`` (10%, 30%, 50%):
    curves (a sliding window over the whole stream) as a PNG and a table;
 5. at checkpoints during the training part of the stream, the AUC (DESIGN §2) of the online
    router's current predictions on the test set (no exploration; the test queries are not yet
-   seen, so this is an honest held-out measure) beside the frozen router's.
+   seen, so this is an honest held-out measure) beside the frozen router's;
+6. the **full-information ceiling**: the same router refitted in batch on the offline queries plus
+   every training query of the stream with *every* candidate's outcome (what feedback could teach
+   at best: bandit feedback reveals one candidate per query). Its test AUC, and its quality at
+   the same λ against the frozen curve at its cost, bound what any online learner can gain here;
+7. a paired bootstrap (test queries resampled, every router's choices fixed) of the gain at
+   equal cost, because a 945-query test set moves single quality-at-cost points by a point or more.
 
 Hold-out experiment: train offline without one candidate (``zero-one-ai/Yi-34B-Chat``), add it
 live with :meth:`~MixLLMRouter.add_candidate` and no labelled examples, stream the rest of the
@@ -41,7 +47,7 @@ import numpy as np
 from .._exceptions import ConfigError, DataError
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
-from ..tradeoff import TradeoffCurve, default_cost_weights, sweep
+from ..tradeoff import TradeoffCurve, default_cost_weights, pick, sweep
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -86,6 +92,12 @@ class ShareResult:
     auc_online: list[float] = field(default_factory=list)
     auc_frozen: float = float("nan")
     frozen_curve: TradeoffCurve | None = None  # the frozen router on the test queries, swept over λ
+    frozen_choices: np.ndarray | None = None  # (len(λ grid), n_test): the frozen router's picks per λ
+    test_quality: np.ndarray | None = None  # (n_test, m) recorded outcomes, for the bootstrap
+    test_cost: np.ndarray | None = None
+    reference_index: int = 0
+    auc_full: float = float("nan")  # full-information ceiling: test AUC of the batch refit on all training queries
+    full_choices: np.ndarray | None = None  # its picks on the test queries at λ
     feedback_seconds: float = 0.0
     route_seconds: float = 0.0
 
@@ -104,6 +116,12 @@ class ShareResult:
         q_fr, c_fr = self.shares(self.frozen)
         n = len(self.online.quality)
         at_cost = 100 * self.frozen_curve.quality_at(c_on / 100) if self.frozen_curve is not None else float("nan")
+        full_q = full_c = full_at = float("nan")
+        if self.full_choices is not None and self.test_quality is not None and self.test_cost is not None:
+            full_q, full_c = _shares_of(self.full_choices, self.test_quality, self.test_cost, self.reference_index)
+            if self.frozen_curve is not None:
+                full_at = 100 * self.frozen_curve.quality_at(full_c / 100)
+        lo, hi = self.gain_interval()
         return {
             "offline_share": self.offline_share,
             "n_offline": self.n_offline,
@@ -116,11 +134,56 @@ class ShareResult:
             "cost_change": c_on - c_fr,
             "frozen_quality_at_online_cost": at_cost,
             "gain_at_equal_cost": q_on - at_cost,
+            "gain_at_equal_cost_lo": lo,
+            "gain_at_equal_cost_hi": hi,
+            "full_info_quality": full_q,
+            "full_info_cost": full_c,
+            "full_info_gain_at_equal_cost": full_q - full_at,
+            "auc_full_info": 100 * self.auc_full,
             "auc_frozen": 100 * self.auc_frozen,
             "auc_online_end": 100 * self.auc_online[-1] if self.auc_online else float("nan"),
             "ms_per_feedback": 1000 * self.feedback_seconds / max(n, 1),
             "ms_per_route": 1000 * self.route_seconds / max(n, 1),
         }
+
+    def choice_counts(self) -> dict[str, dict[str, int]]:
+        """How often each candidate was chosen: online on the training / test part, frozen on the test part."""
+        part = self.test_slice()
+        train = slice(0, self.n_stream_train)
+
+        def count(chosen: np.ndarray) -> dict[str, int]:
+            return {n: int(c) for n, c in zip(self.names, np.bincount(chosen, minlength=len(self.names))) if c}
+
+        return {"online_train": count(self.online.chosen[train]), "online_test": count(self.online.chosen[part]),
+                "frozen_test": count(self.frozen.chosen[part])}
+
+    def gain_interval(self, n_resamples: int = 500, seed: int = 0) -> tuple[float, float]:
+        """95% paired-bootstrap interval of the gain at equal cost (test queries resampled).
+
+        Every router's choices stay fixed (the online router's as it made them, the frozen router's
+        at each λ of its sweep); each resample recomputes the online quality and cost, the frozen
+        curve, and the frozen quality at the online cost on the same resampled queries.
+        """
+        if self.frozen_choices is None or self.test_quality is None or self.test_cost is None:
+            return float("nan"), float("nan")
+        part = self.test_slice()
+        on_q, on_c = self.online.quality[part], self.online.cost[part]
+        qt, ct, ref = self.test_quality, self.test_cost, self.reference_index
+        rows = np.arange(qt.shape[0])
+        fr_q = qt[rows[None, :], self.frozen_choices]  # (L, n)
+        fr_c = ct[rows[None, :], self.frozen_choices]
+        rng = np.random.default_rng(seed)
+        gains = np.empty(n_resamples)
+        for b in range(n_resamples):
+            idx = rng.integers(0, len(rows), size=len(rows))
+            ref_q, ref_c = qt[idx, ref].mean(), ct[idx, ref].sum()
+            c_on = on_c[idx].sum() / ref_c
+            fq, fc = fr_q[:, idx].mean(axis=1) / ref_q, fr_c[:, idx].sum(axis=1) / ref_c
+            ok = fc <= c_on + 1e-12
+            at = fq[ok].max() if ok.any() else 0.0
+            gains[b] = 100 * (on_q[idx].mean() / ref_q - at)
+        lo, hi = np.percentile(gains, [2.5, 97.5])
+        return float(lo), float(hi)
 
     def window(self, trace: StreamTrace, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sliding-window (events, quality %, cost %) of the reference over the same window."""
@@ -180,7 +243,8 @@ class OnlineReport:
             f"online vs frozen, λ fixed at cost_share={self.cost_share:g} of {self.reference}; "
             f"label noise {self.label_noise:g}; test part of the stream (quality and cost, % of {self.reference})",
             f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'ΔQ':>6} {'online C':>8} "
-            f"{'frozen C':>8} {'ΔC':>6} {'fr Q@C':>6} {'ΔQ@C':>6} {'AUC fr':>6} {'AUC on':>6} {'ms/fb':>6}",
+            f"{'frozen C':>8} {'ΔC':>6} {'fr Q@C':>6} {'ΔQ@C':>6} {'95% interval':>14} {'AUC fr':>6} {'AUC on':>6} "
+            f"{'AUC full':>8} {'full ΔQ@C':>9} {'ms/fb':>6}",
         ]
         for r in self.shares:
             s = r.summary()
@@ -188,12 +252,16 @@ class OnlineReport:
                 f"{100 * r.offline_share:6.0f}% {s['feedback_events']:6d} {s['online_quality']:8.2f} "
                 f"{s['frozen_quality']:8.2f} {s['quality_gain']:+6.2f} {s['online_cost']:8.2f} "
                 f"{s['frozen_cost']:8.2f} {s['cost_change']:+6.2f} {s['frozen_quality_at_online_cost']:6.2f} "
-                f"{s['gain_at_equal_cost']:+6.2f} {s['auc_frozen']:6.2f} "
-                f"{s['auc_online_end']:6.2f} {s['ms_per_feedback']:6.2f}"
+                f"{s['gain_at_equal_cost']:+6.2f} {s['gain_at_equal_cost_lo']:+6.2f}..{s['gain_at_equal_cost_hi']:+6.2f} "
+                f"{s['auc_frozen']:6.2f} {s['auc_online_end']:6.2f} {s['auc_full_info']:8.2f} "
+                f"{s['full_info_gain_at_equal_cost']:+9.2f} {s['ms_per_feedback']:6.2f}"
             )
         lines.append("fr Q@C = the frozen router's test quality at the online router's test cost (its λ swept, "
                      "exploration bonus included); ΔQ@C = online − that: the gain at equal cost.")
         lines.append("AUC on = test AUC of the online router's predictions after the training part of the stream.")
+        lines.append("95% interval: paired bootstrap of ΔQ@C over the test queries (choices fixed).")
+        lines.append("AUC full / full ΔQ@C = full-information ceiling: the router refitted on the offline queries plus "
+                     "every training query of the stream with every candidate's outcome (at the same λ).")
         if self.holdout is not None:
             h = self.holdout.summary()
             lines += [
@@ -231,7 +299,7 @@ class OnlineReport:
             "config": self.config,
             "shares": [
                 {**clean(r.summary()), "cost_weight": r.cost_weight, "auc_events": r.auc_events,
-                 "auc_online": [100 * a for a in r.auc_online]}
+                 "auc_online": [100 * a for a in r.auc_online], "choices": r.choice_counts()}
                 for r in self.shares
             ],
             "holdout": None if self.holdout is None else {
@@ -262,10 +330,24 @@ def _test_auc(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true:
 
 
 def _frozen_curve(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true: np.ndarray,
-                  c_true: np.ndarray, ref: int, grid: np.ndarray) -> TradeoffCurve:
-    """The frozen router's choices on ``queries`` at every λ, scored as it routes (q + α·u − λ·c)."""
+                  c_true: np.ndarray, ref: int, grid: np.ndarray) -> tuple[TradeoffCurve, np.ndarray]:
+    """The frozen router's curve on ``queries`` over λ, scored as it routes (q + α·u − λ·c), and its picks."""
     p = router.predict(queries, embeddings=emb)
-    return sweep(p.quality + router.config.exploration * p.uncertainty, p.cost, q_true, c_true, ref, grid)
+    score_q = p.quality + router.config.exploration * p.uncertainty
+    choices = np.stack([pick(score_q, p.cost, float(lam)) for lam in grid])
+    return sweep(score_q, p.cost, q_true, c_true, ref, grid), choices
+
+
+def _routed_choices(router: MixLLMRouter, queries: list[str], emb: np.ndarray, lam: float) -> np.ndarray:
+    """The router's picks at ``λ`` as it routes (q + α·u − λ·c), without learning."""
+    p = router.predict(queries, embeddings=emb)
+    return pick(p.quality + router.config.exploration * p.uncertainty, p.cost, lam)
+
+
+def _shares_of(choices: np.ndarray, q_true: np.ndarray, c_true: np.ndarray, ref: int) -> tuple[float, float]:
+    rows = np.arange(q_true.shape[0])
+    return (float(100 * q_true[rows, choices].mean() / q_true[:, ref].mean()),
+            float(100 * c_true[rows, choices].sum() / c_true[:, ref].sum()))
 
 
 def _stream(
@@ -386,14 +468,19 @@ def simulate_online(
         log(f"offline share {share:.0%}: {n_off} offline queries, streaming {len(stream_q)} ...")
         online_trace, t_route, t_fb = _stream(online, stream_q, stream_e, stream_quality, stream_cost, lam,
                                               learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint)
+        frozen_curve, frozen_choices = _frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
+                                                     np.concatenate([grid, [lam]]))
+        full = fitted(order, names)  # full-information ceiling: every training query, every candidate
         result = ShareResult(
             offline_share=share, n_offline=n_off, n_stream_train=len(rest), n_test=len(test),
             cost_weight=lam, names=names, online=online_trace, frozen=frozen_trace,
             ref_quality=stream_quality[:, ref], ref_cost=stream_cost[:, ref],
             auc_events=auc_events, auc_online=auc_online,
             auc_frozen=_test_auc(frozen, test.queries, test_emb, q_test, c_test, ref, grid),
-            frozen_curve=_frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
-                                       np.concatenate([grid, [lam]])),
+            frozen_curve=frozen_curve, frozen_choices=frozen_choices,
+            test_quality=q_test, test_cost=c_test, reference_index=ref,
+            auc_full=_test_auc(full, test.queries, test_emb, q_test, c_test, ref, grid),
+            full_choices=_routed_choices(full, test.queries, test_emb, lam),
             feedback_seconds=t_fb, route_seconds=t_route,
         )
         results.append(result)
