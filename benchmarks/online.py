@@ -68,7 +68,7 @@ def feedback_cost(n_events: int = 400) -> list[dict[str, float]]:
 
 
 def simulation(out: Path, config: dict, cost_share: float, label_noise: float, shares: list[float],
-               holdout: str | None) -> None:
+               holdout: str | None, thompson: float = 0.0) -> None:
     from mixllm_router import load_routerbench
     from mixllm_router.evaluation.online import simulate_online
 
@@ -77,7 +77,7 @@ def simulation(out: Path, config: dict, cost_share: float, label_noise: float, s
     test = load_routerbench(split="test")
     t0 = time.perf_counter()
     report = simulate_online(train, test, shares=shares, cost_share=cost_share, label_noise=label_noise,
-                             config=config, holdout=holdout, holdout_share=0.3,
+                             thompson=thompson, config=config, holdout=holdout, holdout_share=0.3,
                              holdout_prior="mean", show_progress=True)
     print(report.table())
     print(report.learning_curve_table(500))
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--label-noise", type=float, default=0.0)
     parser.add_argument("--shares", default="0.1,0.3,0.5")
     parser.add_argument("--holdout", default="zero-one-ai/Yi-34B-Chat", help="'none' to skip the hold-out run")
+    parser.add_argument("--thompson", type=float, default=0.0, help="σ of Thompson-sampling exploration (0: UCB)")
     parser.add_argument("--cache", help="embedding cache folder (default: $MIXLLM_CACHE_DIR or ~/.cache/mixllm-router)")
     args = parser.parse_args()
     config = json.loads(args.config)
@@ -107,7 +108,8 @@ def main() -> None:
         (out / "feedback_cost.json").write_text(json.dumps(rows, indent=2))
     if args.part in ("sim", "all"):
         simulation(out, config, args.cost_share, args.label_noise,
-                   [float(s) for s in args.shares.split(",")], None if args.holdout == "none" else args.holdout)
+                   [float(s) for s in args.shares.split(",")], None if args.holdout == "none" else args.holdout,
+                   args.thompson)
 
 
 if __name__ == "__main__":

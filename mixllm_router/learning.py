@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from .router import MixLLMRouter
 
 __all__ = [
+    "thompson_scores",
     "FeedbackEvent",
     "FeedbackJournal",
     "FeedbackScoreNet",
@@ -117,6 +118,33 @@ class LearningSettings(BaseModel):
         default=None, gt=0, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
     )
     remember_feedback_ids: int = Field(default=100_000, gt=0, description="Decisions remembered as already rated.")
+
+
+# ---------------------------------------------------------------------------------- exploration
+def thompson_scores(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    uncertainty: np.ndarray,
+    cost_weight: float,
+    scale: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Meta scores with the quality drawn from the ridge posterior (Thompson sampling).
+
+    The ridge's posterior over a candidate's weights is ``N(w, σ²A⁻¹)``, so for one query the
+    predicted quality ``xᵀw̃`` is distributed ``N(q, σ²·u²)`` with ``u = sqrt(xᵀA⁻¹x)`` the LinUCB
+    uncertainty: one normal draw per candidate and query samples it exactly, in O(1) once ``q``
+    and ``u`` are known. ``S̃ = q + σ·u·ξ − λ·c`` with ``ξ ~ N(0, 1)``; route to ``argmax S̃``.
+
+    Why not only the UCB bonus ``α·u``: with bandit feedback the chosen candidate is observed only
+    where it already looks best, and a deterministic bonus explores the same candidates in the
+    same places every time. Sampling sends a little traffic wherever a candidate *might* be best,
+    with a probability that falls as its uncertainty shrinks. ``scale`` is ``σ`` (the noise
+    standard deviation of the quality target; 0 gives the greedy choice).
+    """
+    q = np.asarray(quality, dtype=np.float64)
+    noise = rng.standard_normal(q.shape) if scale else 0.0
+    return q + scale * np.asarray(uncertainty, dtype=np.float64) * noise - cost_weight * np.asarray(cost)
 
 
 # ---------------------------------------------------------------------------------- events

@@ -18,7 +18,7 @@ import pytest
 from mixllm_router import Candidate, FeedbackError, MixLLMRouter, RoutingDataset, UnknownCandidateError
 from mixllm_router._exceptions import CheckpointError, DataError
 from mixllm_router.encoders import HashingEncoder
-from mixllm_router.learning import FeedbackJournal, FeedbackScoreNet, LearningSettings, parse_score
+from mixllm_router.learning import FeedbackJournal, FeedbackScoreNet, LearningSettings, parse_score, thompson_scores
 from mixllm_router.predictors import features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +181,33 @@ def test_save_applies_queued_feedback(tmp_path: Path) -> None:
     loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
     assert loaded.learning.applied_seq == 1
     assert loaded.predictors_[d.chosen].n_examples == router.predictors_[d.chosen].n_examples
+
+
+# ---------------------------------------------------------------------------------- exploration
+def test_thompson_scores_sample_the_ridge_posterior() -> None:
+    """σ = 0 is the greedy score; otherwise S̃ − (q − λc) ~ N(0, σ²u²), so the spread follows u."""
+    q = np.array([[0.8, 0.7, 0.6]])
+    c = np.array([[2e-3, 1e-4, 1e-4]])
+    u = np.array([[0.01, 0.2, 0.0]])
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(thompson_scores(q, c, u, 50.0, 0.0, rng), q - 50.0 * c)
+    draws = np.vstack([thompson_scores(q, c, u, 50.0, 0.5, rng) for _ in range(4000)]) - (q - 50.0 * c)
+    np.testing.assert_allclose(draws.mean(axis=0), 0.0, atol=0.01)
+    np.testing.assert_allclose(draws.std(axis=0), 0.5 * u[0], rtol=0.05, atol=1e-12)
+    # the uncertain candidate (greedy score 0.69 vs 0.70) wins about half the time; the certain one never
+    wins = np.bincount(np.argmax(draws + (q - 50.0 * c), axis=1), minlength=3) / len(draws)
+    assert 0.3 < wins[1] < 0.6 and wins[2] == 0.0
+
+
+def test_thompson_exploration_reaches_a_candidate_ucb_ignores() -> None:
+    """A router that believes poet-small is bad at math never tries it greedily; sampling does."""
+    router = make_router(quality_model="ridge")
+    p = router.predict(["math integral derivative sum proof new"])
+    rng = np.random.default_rng(0)
+    greedy = np.argmax(thompson_scores(p.quality, p.cost, p.uncertainty, 0.0, 0.0, rng)[0])
+    picks = {int(np.argmax(thompson_scores(p.quality, p.cost, 10 * p.uncertainty, 0.0, 1.0, rng)[0]))
+             for _ in range(300)}
+    assert len(picks) > 1 and greedy in picks
 
 
 # ---------------------------------------------------------------------------------- score network

@@ -237,11 +237,13 @@ class OnlineReport:
     shares: list[ShareResult]
     holdout: HoldoutResult | None = None
     window: int = 300
+    thompson: float = 0.0  # σ of Thompson-sampling exploration (0: the router's UCB routing)
 
     def table(self) -> str:
         lines = [
             f"online vs frozen, λ fixed at cost_share={self.cost_share:g} of {self.reference}; "
-            f"label noise {self.label_noise:g}; test part of the stream (quality and cost, % of {self.reference})",
+            f"label noise {self.label_noise:g}; exploration "
+            f"{f'Thompson σ={self.thompson:g}' if self.thompson else 'UCB α=' + str(self.config.get('exploration'))}; test part of the stream (quality and cost, % of {self.reference})",
             f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'ΔQ':>6} {'online C':>8} "
             f"{'frozen C':>8} {'ΔC':>6} {'fr Q@C':>6} {'ΔQ@C':>6} {'95% interval':>14} {'AUC fr':>6} {'AUC on':>6} "
             f"{'AUC full':>8} {'full ΔQ@C':>9} {'ms/fb':>6}",
@@ -296,6 +298,7 @@ class OnlineReport:
             "reference": self.reference,
             "cost_share": self.cost_share,
             "label_noise": self.label_noise,
+            "thompson": self.thompson,
             "config": self.config,
             "shares": [
                 {**clean(r.summary()), "cost_weight": r.cost_weight, "auc_events": r.auc_events,
@@ -362,8 +365,17 @@ def _stream(
     rng: np.random.Generator,
     label_noise: float,
     on_event: Any = None,
+    thompson: float = 0.0,
 ) -> tuple[StreamTrace, float, float]:
-    """Route (and with ``learn``, give feedback on) every query in order."""
+    """Route (and with ``learn``, give feedback on) every query in order.
+
+    With ``thompson > 0`` the online router explores by Thompson sampling
+    (:func:`~mixllm_router.learning.thompson_scores` on its predictions) instead of its UCB bonus,
+    and the sampled candidate is routed through the public API (``candidates=[choice]``).
+    """
+    from ..learning import thompson_scores
+
+    ts_rng = np.random.default_rng(int(rng.integers(2**31)))
     names = router.candidate_names
     n = len(queries)
     chosen = np.empty(n, dtype=np.int64)
@@ -378,7 +390,13 @@ def _stream(
             if on_event is not None:
                 on_event(i)
             t0 = time.perf_counter()
-            d = router.route_batch([queries[i]], cost_weight=lam, embeddings=emb[i : i + 1])[0]
+            if thompson:
+                p = router.predict([queries[i]], embeddings=emb[i : i + 1])
+                j = int(np.argmax(thompson_scores(p.quality, p.cost, p.uncertainty, lam, thompson, ts_rng)[0]))
+                d = router.route_batch([queries[i]], cost_weight=lam, embeddings=emb[i : i + 1],
+                                       candidates=[names[j]])[0]
+            else:
+                d = router.route_batch([queries[i]], cost_weight=lam, embeddings=emb[i : i + 1])[0]
             t1 = time.perf_counter()
             j = names.index(d.chosen)
             chosen[i] = j
@@ -400,6 +418,7 @@ def simulate_online(
     shares: Sequence[float] = (0.1, 0.3, 0.5),
     cost_share: float = 0.25,
     label_noise: float = 0.0,
+    thompson: float = 0.0,
     config: RouterConfig | dict[str, Any] | None = None,
     encoder: QueryEncoder | None = None,
     reference: str | None = None,
@@ -467,7 +486,8 @@ def simulate_online(
 
         log(f"offline share {share:.0%}: {n_off} offline queries, streaming {len(stream_q)} ...")
         online_trace, t_route, t_fb = _stream(online, stream_q, stream_e, stream_quality, stream_cost, lam,
-                                              learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint)
+                                              learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint,
+                                              thompson=thompson)
         frozen_curve, frozen_choices = _frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
                                                      np.concatenate([grid, [lam]]))
         full = fitted(order, names)  # full-information ceiling: every training query, every candidate
@@ -491,16 +511,18 @@ def simulate_online(
         holdout_result = _holdout(
             train, test, names, holdout, holdout_share, holdout_prior, cost_share, reference, order,
             train_emb, test_emb, q_train, c_train, q_test, c_test, grid, fitted, eval_every, label_noise, seed, log,
+            thompson=thompson,
         )
     return OnlineReport(reference=reference, cost_share=cost_share, label_noise=label_noise,
-                        config=cfg.model_dump(mode="json"), shares=results, holdout=holdout_result)
+                        config=cfg.model_dump(mode="json"), shares=results, holdout=holdout_result,
+                        thompson=thompson)
 
 
 def _holdout(
     train: RoutingDataset, test: RoutingDataset, names: list[str], holdout: str, share: float, prior: str | None,
     cost_share: float, reference: str, order: np.ndarray, train_emb: np.ndarray, test_emb: np.ndarray,
     q_train: np.ndarray, c_train: np.ndarray, q_test: np.ndarray, c_test: np.ndarray, grid: np.ndarray,
-    fitted: Any, eval_every: int, label_noise: float, seed: int, log: Any,
+    fitted: Any, eval_every: int, label_noise: float, seed: int, log: Any, thompson: float = 0.0,
 ) -> HoldoutResult:
     if holdout not in names:
         raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
@@ -534,7 +556,7 @@ def _holdout(
     log(f"hold-out {holdout}: prior {source}, streaming {len(rest)} training queries ...")
     rng = np.random.default_rng(seed + 2)
     trace, _, _ = _stream(online, [train.queries[i] for i in rest], train_emb[rest], qo[rest], co[rest], lam,
-                          learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint)
+                          learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint, thompson=thompson)
     events.append(len(rest))
     aucs.append(_test_auc(online, test.queries, test_emb, qt, ct, ref, grid))
     h = len(order_names) - 1
@@ -610,6 +632,8 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="probability that a feedback label is flipped")
     p.add_argument("--feedback-weight", dest="feedback_weight", type=float, help="γ of the feedback score")
     p.add_argument("--exploration", type=float, help="α of the uncertainty bonus")
+    p.add_argument("--thompson", type=float, default=0.0,
+                   help="explore by Thompson sampling with this σ instead of the UCB bonus (0: off)")
     p.add_argument("--holdout", help="a candidate to leave out of training and add live (e.g. zero-one-ai/Yi-34B-Chat)")
     p.add_argument("--holdout-share", dest="holdout_share", type=float, default=0.3)
     p.add_argument("--holdout-prior", dest="holdout_prior", default="similar",
@@ -640,7 +664,7 @@ def run_simulate_online(args: argparse.Namespace) -> int:
         raise ConfigError(f"--shares must be a comma list of numbers, got {args.shares!r}") from None
     prior = None if args.holdout_prior == "none" else args.holdout_prior
     report = simulate_online(
-        train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise,
+        train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise, thompson=args.thompson,
         config=config, encoder=_encoder_from_args(args), reference=args.reference_model, holdout=args.holdout,
         holdout_share=args.holdout_share, holdout_prior=prior, eval_every=args.eval_every, seed=args.seed,
         show_progress=True,

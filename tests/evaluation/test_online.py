@@ -76,6 +76,28 @@ def test_online_learning_beats_frozen_on_a_toy_stream(data) -> None:
     assert s["online_cost"] <= s["frozen_cost"], report.table()
 
 
+def test_thompson_exploration_and_the_full_information_ceiling(data) -> None:
+    """Thompson-sampling exploration runs through the public API; the ceiling and interval are reported.
+
+    On the toy stream the full-information refit (every candidate's outcome for every training
+    query) must be at least as good as the frozen offline fit, and the bootstrap interval must
+    contain the point estimate. (No gain is asserted: 120 test queries give an interval of about
+    ±9 points, see the table this prints on failure.)
+    """
+    train, test = data
+    report = simulate_online(train, test, shares=(0.1,), cost_share=0.3, encoder=ENC, reference="big",
+                             eval_every=1000, thompson=0.5,
+                             config={"encoder": {"kind": "hashing", "use_cache": False}})
+    r = report.shares[0]
+    s = r.summary()
+    assert s["auc_full_info"] >= s["auc_frozen"] - 1e-9, report.table()
+    assert s["gain_at_equal_cost_lo"] <= s["gain_at_equal_cost"] <= s["gain_at_equal_cost_hi"]
+    counts = r.choice_counts()
+    assert sum(counts["online_test"].values()) == len(test)
+    assert len(counts["online_train"]) == 3  # sampling tried every candidate
+    assert "Thompson" in report.table() and report.to_json()["thompson"] == 0.5
+
+
 def test_label_noise_is_validated(data) -> None:
     from mixllm_router import ConfigError
 
