@@ -39,10 +39,13 @@ candidate's current :class:`ServiceTimeEstimate` (``n_i``: the output tokens giv
 a ticket does not keep the duration it was given when it was sent.
 
 Service times are skewed (most answers are a few tokens, a few are long programs), so ``d_i`` is
-only a typical value. The tracker therefore keeps the last ``tail_window`` (default 100) ratios
-``r = observed / predicted`` of the candidate's finished requests, and uses the empirical
-*conditional mean* of the service time given how long a request has already run (mean residual
-life). For a running request that started at ``t0`` and has run ``a = now − t0``::
+only a typical value. The tracker therefore keeps the last ``tail_window`` (default 100) finished
+requests ``(D_k, n_k)`` (observed service time, the length it was started with) and their ratios
+``r_k = D_k / d(n_k)`` to what the *current* estimate predicts for them (recomputed when the
+estimate learns, so old ratios never refer to a stale prediction; for requests started without a
+length ``d_i · r_k = D_k``: the raw recent durations). It uses the empirical *conditional mean* of
+the service time given how long a request has already run (mean residual life). For a running
+request that started at ``t0`` and has run ``a = now − t0``::
 
     end_i = t0 + d_i · mean{ r_k : r_k > a / d_i }        (the ratios longer than what it has run)
     end_i = now + floor                                    if no recent ratio exceeds a / d_i
@@ -50,16 +53,17 @@ life). For a running request that started at ``t0`` and has run ``a = now − t0
 and ``end_i`` is never earlier than ``now + floor`` (``overdue_floor_s``, 0.1 s): a running request
 is still busy. So a slot busy with a request past the typical time is *not* nearly free: it is
 expected to run as long as the recent requests that ran that long did. A queued request is
-expected to take ``d_q · r̄`` with ``r̄`` the mean ratio (which corrects a biased ``d``).
-With no finished request yet the ratio set is ``{1}``: a running request ends at ``t0 + d_i``,
-then (overdue) within the floor.
+expected to take ``d_q · r̄`` with ``r̄`` the mean ratio (without a length: the recent mean
+duration). With no finished request yet the ratio set is ``{1}``: a running request ends at
+``t0 + d_i``, then (overdue) within the floor.
 
 The wait of a new request is then plain list scheduling: take the ``c`` slot-free times ``end_i``;
 each queued request, in order, takes the earliest slot and frees it again after ``d_q · r̄``;
 ``W`` = the earliest slot-free time left, minus now (0 when a slot is free). With limit 2 and
 three 10-s requests sent at ``t = 0`` (no history): slots free at 10 and 10; the queued one takes
 the first (→ 20); a 4th request waits ``min(10, 20) = 10`` s, and at ``t = 4`` it waits 6 s.
-With history ratios ``{0.5, 0.5, 2, 4}`` and one 10-s request running, a new request waits
+With recent finishes of 5, 5, 20 and 40 s (ratios ``{0.5, 0.5, 2, 4}`` to a 10-s prediction) and
+one 10-s request running (limit 1), a new request waits
 ``10 · mean{0.5, 0.5, 2, 4} = 17.5`` s at ``t = 0``; at ``t = 6`` (``a/d = 0.6``) the request is
 one of the long ones, it ends at ``10 · mean{2, 4} = 30``: a wait of 24 s.
 
@@ -385,12 +389,15 @@ class _CandidateLoad:
     """Mutable per-candidate state; only touched under the tracker's lock."""
 
     __slots__ = (
-        "limit", "estimate", "running", "queued", "ext_n", "ext_at", "ratios",
+        "limit", "estimate", "running", "queued", "ext_n", "ext_at", "history",
         "free_at", "valid_until", "dirty", "full", "runs", "ext_ends", "durations",
         "r_sorted", "r_tail", "r_dirty",
     )
 
-    def __init__(self, limit: int, estimate: ServiceTimeEstimate, window: int, ratios: Sequence[float] = ()) -> None:
+    def __init__(
+        self, limit: int, estimate: ServiceTimeEstimate, window: int,
+        history: Sequence[tuple[float, float | None]] = (),
+    ) -> None:
         self.limit = limit
         self.estimate = estimate
         # ticket id -> (run start, output tokens or None for the running mean)
@@ -398,7 +405,8 @@ class _CandidateLoad:
         self.queued: deque[tuple[int, float | None]] = deque()  # (ticket id, output tokens or None), FIFO
         self.ext_n = 0  # in flight as reported by set_in_flight()
         self.ext_at = 0.0  # when it was reported
-        self.ratios: deque[float] = deque(ratios, maxlen=window)  # observed / predicted, recent finishes
+        # recent finishes: (observed service seconds, output tokens it was started with or None)
+        self.history: deque[tuple[float, float | None]] = deque(history, maxlen=window)
         # Cache of the schedule: W = max(free_at − now, 0) while now <= valid_until.
         self.free_at = -math.inf
         self.valid_until = -math.inf
@@ -410,25 +418,28 @@ class _CandidateLoad:
         self.durations: list[float] = []  # expected durations d_q · r̄ of queued requests, FIFO
         self.r_sorted: list[float] = [1.0]  # recent ratios, sorted ({1} with no history)
         self.r_tail: list[float] = [1.0]  # r_tail[j] = mean(r_sorted[j:])
-        self.r_dirty = True  # ratios changed since r_sorted / r_tail were computed
+        self.r_dirty = True  # history or estimate changed since r_sorted / r_tail were computed
 
-    def add_ratio(self, ratio: float) -> None:
-        self.ratios.append(ratio)
-        self.r_dirty = True
-
-    def set_ratios(self, ratios: Sequence[float]) -> None:
-        self.ratios = deque(ratios, maxlen=self.ratios.maxlen)
+    def set_history(self, history: Sequence[tuple[float, float | None]]) -> None:
+        self.history = deque(history, maxlen=self.history.maxlen)
         self.r_dirty = True
 
     def ratio_table(self) -> None:
-        """Sort the recent ratios and take their tail means (only after they changed)."""
+        """Ratios of the recent finishes to what the *current* estimate predicts for them, sorted,
+        and their tail means (recomputed only after the history or the estimate changed)."""
         self.r_dirty = False
-        if not self.ratios:
-            self.r_sorted, self.r_tail = [1.0], [1.0]
-            return
-        r = np.sort(np.fromiter(self.ratios, dtype=np.float64, count=len(self.ratios)))
-        tail = np.cumsum(r[::-1])[::-1] / np.arange(r.size, 0, -1)  # tail[j] = mean(r[j:])
-        self.r_sorted, self.r_tail = r.tolist(), tail.tolist()
+        if self.history:
+            est = self.estimate
+            seconds = np.array([h[0] for h in self.history], dtype=np.float64)
+            tokens = np.array([est.tokens_mean if h[1] is None else h[1] for h in self.history], dtype=np.float64)
+            predicted = est.ttft_mean + tokens * est.spt_mean
+            ok = predicted > 0.0
+            if ok.any():
+                r = np.sort(seconds[ok] / predicted[ok])
+                tail = np.cumsum(r[::-1])[::-1] / np.arange(r.size, 0, -1)  # tail[j] = mean(r[j:])
+                self.r_sorted, self.r_tail = r.tolist(), tail.tolist()
+                return
+        self.r_sorted, self.r_tail = [1.0], [1.0]
 
     @property
     def in_flight(self) -> int:
@@ -591,10 +602,11 @@ class LoadTracker:
         load.runs = [(t0, est.expected(tokens)) for t0, tokens in load.running.values()]
         # Reported without start times: assume each is half-way through a typical request.
         load.ext_ends = [load.ext_at + 0.5 * typical * mean_ratio] * ext_running
-        durations = [est.expected(tokens) * mean_ratio for _, tokens in load.queued]
+        typical_q = typical * mean_ratio  # most tickets carry no length: one duration for them all
+        durations = [typical_q if tokens is None else est.expected(tokens) * mean_ratio for _, tokens in load.queued]
         ext_queued = load.ext_n - ext_running
         if ext_queued:
-            durations.extend([typical * mean_ratio] * ext_queued)
+            durations.extend([typical_q] * ext_queued)
         load.durations = durations
 
     def expected_wait(self, name: str) -> float:
@@ -682,11 +694,8 @@ class LoadTracker:
             entry = load.running.pop(ticket.id, None)
             if entry is not None:
                 served_from = entry[0]
-                if not error:
-                    # how long it took against what the tracker predicted (for the residual-time rule)
-                    predicted = load.estimate.expected(entry[1])
-                    if predicted > 0.0:
-                        load.add_ratio(max(now - served_from, 0.0) / predicted)
+                if not error:  # how long it took, for the residual-time rule
+                    load.history.append((max(now - served_from, 0.0), entry[1]))
                 if load.queued and len(load.running) < load.limit:
                     tid, tokens = load.queued.popleft()
                     load.running[tid] = (now, tokens)
@@ -697,9 +706,10 @@ class LoadTracker:
                         break
                 else:  # not ours (e.g. unregistered and registered again under the same name)
                     return False
-                served_from = ticket.started_at  # our queue model was wrong: it was served (no ratio)
+                served_from = ticket.started_at  # our queue model was wrong: it was served (no history)
             load.invalidate()
             if not error:
+                load.r_dirty = True  # new history, new estimate: the ratios change
                 load.estimate.observe(max(now - served_from, 0.0), output_tokens, ttft_s=ttft_s)
             return True
 
@@ -745,6 +755,7 @@ class LoadTracker:
         with self._lock:
             load = self._get(name)
             load.estimate.observe(latency_s, output_tokens, ttft_s=ttft_s)
+            load.r_dirty = True
             load.invalidate()
 
     def set_in_flight(self, name: str, n: int) -> None:
@@ -782,19 +793,20 @@ class LoadTracker:
                     "mean_output_tokens": est.tokens_mean,
                     "expected_service_s": est.expected(),
                     "observations": est.n_obs,
-                    "service_ratio_mean": float(np.mean(load.ratios)) if load.ratios else 1.0,
-                    "service_ratios": len(load.ratios),
+                    "recent_finishes": len(load.history),
+                    "recent_mean_service_s": (float(np.mean([h[0] for h in load.history]))
+                                              if load.history else est.expected()),
                 }
             return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Limits, service estimates and recent service ratios (not in-flight state), JSON-serialisable."""
+        """Limits, service estimates and recent finishes (not in-flight state), JSON-serialisable."""
         with self._lock:
             return {
                 "version": _STATE_VERSION,
                 "candidates": {
                     name: {"max_concurrency": load.limit, "estimate": load.estimate.to_dict(),
-                           "service_ratios": list(load.ratios)}
+                           "service_history": [list(h) for h in load.history]}
                     for name, load in self._loads.items()
                 },
             }
@@ -814,7 +826,7 @@ class LoadTracker:
                     _limit(entry["max_concurrency"]),
                     ServiceTimeEstimate.from_dict(entry["estimate"]),
                     # absent in states saved before the residual-time rule: start with no history
-                    [_positive_finite(r, "service ratio") for r in entry.get("service_ratios", [])],
+                    [_history_entry(h) for h in entry.get("service_history", [])],
                 )
                 for name, entry in state["candidates"].items()
             }
@@ -823,18 +835,24 @@ class LoadTracker:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CheckpointError(f"malformed load state: {exc!r}") from None
         with self._lock:
-            for name, (limit, estimate, ratios) in parsed.items():
+            for name, (limit, estimate, history) in parsed.items():
                 load = self._loads.get(name)
                 if load is None:
-                    self._loads[name] = _CandidateLoad(limit, estimate, self._window, ratios)
+                    self._loads[name] = _CandidateLoad(limit, estimate, self._window, history)
                 else:
                     load.limit, load.estimate = limit, estimate
-                    load.set_ratios(ratios)
+                    load.set_history(history)
                     now = self._clock()
                     while load.queued and len(load.running) < load.limit:
                         tid, tokens = load.queued.popleft()
                         load.running[tid] = (now, tokens)
                     load.invalidate()
+
+
+def _history_entry(entry: Sequence[Any]) -> tuple[float, float | None]:
+    seconds, tokens = entry  # ValueError / TypeError when not a pair
+    return (_positive_finite(seconds, "service seconds"),
+            None if tokens is None else _positive_finite(tokens, "output tokens"))
 
 
 def _limit(max_concurrency: int) -> int:

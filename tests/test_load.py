@@ -299,18 +299,19 @@ def test_cached_schedule_equals_a_fresh_computation():
 # ---------------------------------------------------------------------------------------------
 
 
-def tracker_with_history(ratios: list[float], limit: int = 1) -> tuple[LoadTracker, ManualClock]:
-    """Candidate 'a' predicting 10 s a request, with these recent observed/predicted ratios."""
+def tracker_with_history(seconds: list[float], limit: int = 1) -> tuple[LoadTracker, ManualClock]:
+    """Candidate 'a' predicting 10 s a request, with recent finishes of these durations (no length)."""
     tracker, clock = ten_second_tracker(limit)
     state = tracker.state_dict()
-    state["candidates"]["a"]["service_ratios"] = ratios
+    state["candidates"]["a"]["service_history"] = [[d, None] for d in seconds]
     tracker.load_state_dict(state)
     return tracker, clock
 
 
 def test_running_request_ends_like_recent_requests_that_ran_as_long():
-    # the docstring example: ratios {0.5, 0.5, 2, 4}, one request predicted at d = 10 s, sent at 0
-    tracker, clock = tracker_with_history([2.0, 0.5, 4.0, 0.5])
+    # the docstring example: finishes of 20, 5, 40, 5 s against a 10-s prediction: ratios
+    # {0.5, 0.5, 2, 4}; one request predicted at d = 10 s, sent at 0
+    tracker, clock = tracker_with_history([20.0, 5.0, 40.0, 5.0])
     tracker.start("a")
     # a = 0: end = 10 · mean{0.5, 0.5, 2, 4} = 17.5
     assert tracker.expected_wait("a") == pytest.approx(17.5)
@@ -327,7 +328,7 @@ def test_running_request_ends_like_recent_requests_that_ran_as_long():
 
 
 def test_queued_requests_take_the_mean_ratio():
-    tracker, clock = tracker_with_history([2.0, 0.5, 4.0, 0.5])
+    tracker, clock = tracker_with_history([20.0, 5.0, 40.0, 5.0])
     tracker.start("a")
     tracker.start("a")  # queued: expected 10 · 1.75 = 17.5 s
     assert tracker.expected_wait("a") == pytest.approx(17.5 + 17.5)
@@ -341,19 +342,20 @@ def test_finished_requests_teach_the_ratios_and_a_long_runner_keeps_its_slot():
     tracker.register("a", 1, ttft_s=10.0, s_per_token=0.0)
     t = tracker.start("a")
     clock.t = 5.0
-    tracker.finish(t)  # predicted 10, took 5: ratio 0.5; estimate 10 → 7.5 (step 1/2)
+    tracker.finish(t)  # took 5 s; estimate 10 → 7.5 (step 1/2)
     t = tracker.start("a")
     clock.t = 35.0
-    tracker.finish(t)  # predicted 7.5, took 30: ratio 4; estimate 7.5 → 7.5 + 22.5/3 = 15 (step 1/3)
+    tracker.finish(t)  # took 30 s; estimate 7.5 → 7.5 + 22.5/3 = 15 (step 1/3)
     assert tracker.estimate("a").expected() == pytest.approx(15.0)
     snap = tracker.snapshot()["a"]
-    assert snap["service_ratios"] == 2 and snap["service_ratio_mean"] == pytest.approx(2.25)
-    tracker.start("a")  # at t = 35, d = 15
-    assert tracker.expected_wait("a") == pytest.approx(15.0 * 2.25)
-    clock.t = 45.0  # a/d = 2/3 > 0.5: a long one, expected to end at 35 + 15 · 4 = 95
-    assert tracker.expected_wait("a") == pytest.approx(50.0)
-    clock.t = 51.0  # past its prediction (the old rule said: ends within 0.1 s)
-    assert tracker.expected_wait("a") == pytest.approx(44.0)
+    assert snap["recent_finishes"] == 2 and snap["recent_mean_service_s"] == pytest.approx(17.5)
+    # ratios to the current prediction of 15 s: {1/3, 2}
+    tracker.start("a")  # at t = 35, d = 15: ends at 35 + 15 · mean{1/3, 2} = 35 + 17.5
+    assert tracker.expected_wait("a") == pytest.approx(17.5)
+    clock.t = 45.0  # a/d = 2/3 > 1/3: a long one, expected to end at 35 + 15 · 2 = 65
+    assert tracker.expected_wait("a") == pytest.approx(20.0)
+    clock.t = 51.0  # past its prediction of 15 s (the old rule said: ends within 0.1 s)
+    assert tracker.expected_wait("a") == pytest.approx(14.0)
 
 
 def test_failed_calls_and_misqueued_finishes_teach_no_ratio():
@@ -367,7 +369,7 @@ def test_failed_calls_and_misqueued_finishes_teach_no_ratio():
     clock.t = 5.0
     tracker.finish(third, output_tokens=0)
     snap = tracker.snapshot()["a"]
-    assert snap["observations"] == 2 and snap["service_ratios"] == 1
+    assert snap["observations"] == 2 and snap["recent_finishes"] == 1
 
 
 def test_requests_in_flight_are_recosted_when_the_estimate_learns():
@@ -404,28 +406,29 @@ def test_tail_window_keeps_only_recent_ratios():
         t = tracker.start("a")
         clock.advance(1.0)
         tracker.finish(t, output_tokens=0)
-    assert tracker.snapshot()["a"]["service_ratios"] == 3
+    assert tracker.snapshot()["a"]["recent_finishes"] == 3
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ConfigError):
             LoadTracker(tail_window=bad)
 
 
-def test_ratios_survive_the_state_dict_and_old_states_still_load():
-    tracker, _ = tracker_with_history([0.5, 4.0])
+def test_history_survives_the_state_dict_and_old_states_still_load():
+    tracker, _ = tracker_with_history([5.0, 40.0])
     state = json.loads(json.dumps(tracker.state_dict()))
-    assert state["candidates"]["a"]["service_ratios"] == [0.5, 4.0]
+    assert state["candidates"]["a"]["service_history"] == [[5.0, None], [40.0, None]]
     restored = LoadTracker(ManualClock())
     restored.load_state_dict(state)
     restored.start("a")
-    assert restored.expected_wait("a") == pytest.approx(10.0 * 2.25)
-    del state["candidates"]["a"]["service_ratios"]  # saved before the residual-time rule
+    assert restored.expected_wait("a") == pytest.approx(22.5)  # 10 · mean{0.5, 4}
+    del state["candidates"]["a"]["service_history"]  # saved before the residual-time rule
     older = LoadTracker(ManualClock())
     older.load_state_dict(state)
     older.start("a")
     assert older.expected_wait("a") == pytest.approx(10.0)
-    state["candidates"]["a"]["service_ratios"] = [1.0, -2.0]
-    with pytest.raises(CheckpointError):
-        LoadTracker().load_state_dict(state)
+    for bad in ([[1.0, None], [-2.0, None]], [[1.0]], [[1.0, -3]], [5.0]):
+        state["candidates"]["a"]["service_history"] = bad
+        with pytest.raises(CheckpointError):
+            LoadTracker().load_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------
