@@ -105,6 +105,7 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[st
 def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes, arrays_name: str,
                                digest: str) -> None:
     _write_atomic(path / arrays_name, blob)
+    _fsync_dir(path)  # the arrays file's name is on disk before any manifest can point at it
     full = dict(manifest)
     full.update(
         format=FORMAT,
