@@ -14,7 +14,9 @@ second. The arrival rate is ``r = overload · (c_f / E[d_f]) / s_f``, so the fav
 second), while the whole pool (every other candidate at ``--concurrency``) has room to spare.
 
 Reported for each setting, over ``--seeds`` seeds (mean): quality and cost as % of always-GPT-4 on
-the same queries, mean / p95 wait, % of queries waiting longer than τ, and the favourite's share.
+the same queries, mean / p95 wait, % of queries waiting longer than τ, the favourite's share, and
+how good the tracker's estimate was: over the queries sent to the favourite, the mean estimated
+wait ``W`` at the decision against their mean actual wait.
 Rows: the load-blind router; β ∈ {0.01, 0.1, 1} × ξ ∈ {0.5, 0.8, 1.0} with the hard limit off (the
 penalty alone); β = 0 with only the hard limit; β ∈ {0.01, 0.1, 1} at ξ = 0.8 with the hard limit on.
 
@@ -35,7 +37,7 @@ import numpy as np
 from mixllm_router import MixLLMRouter
 from mixllm_router.data import load_routerbench
 from mixllm_router.encoders import default_encoder
-from mixllm_router.evaluation.simulator import Simulator
+from mixllm_router.evaluation.simulator import SimulationReport, Simulator
 from mixllm_router.load import LatencySettings
 from mixllm_router.policy import ScoreTerms, choose, meta_scores
 
@@ -62,6 +64,16 @@ class _CountCache:
         if text not in self._counts:
             self._counts[text] = self.inner.count_tokens(text)
         return self._counts[text]
+
+
+def _estimate_check(report: SimulationReport, j: int) -> dict[str, float]:
+    """How good the tracker's ``W`` was for the favourite: over the queries sent to it, the mean
+    estimated wait at the decision and the mean actual wait (equal means: no bias)."""
+    mine = report.chosen == j
+    if not mine.any():
+        return {"fav_estimated_wait_s": float("nan"), "fav_actual_wait_s": float("nan")}
+    return {"fav_estimated_wait_s": float(report.expected_wait_s[mine, j].mean()),
+            "fav_actual_wait_s": float(report.wait_s[mine].mean())}
 
 
 def main() -> None:
@@ -122,7 +134,7 @@ def main() -> None:
     def run(beta: float, xi: float, hard: bool) -> dict[str, float]:
         lat = LatencySettings(weight=beta, xi=xi, tolerance_s=args.tau, hard_limit=hard)
         reps = [sim.run(latency=lat, cost_weight=lam, seed=s) for s in seeds]
-        rows = [r.summary() | {"fav_share": r.candidate_shares()[fav]} for r in reps]
+        rows = [r.summary() | {"fav_share": r.candidate_shares()[fav]} | _estimate_check(r, j) for r in reps]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         mean |= {"beta": beta, "xi": xi, "hard_limit": hard}
         if beta == 0 and not hard:
@@ -133,7 +145,8 @@ def main() -> None:
             reps[0].plot(out / "load_beta1_xi0.8.png")
         print(f"β={beta:g} ξ={xi:g} hard={'on' if hard else 'off'}: " + ", ".join(
             f"{k} {mean[k]:.1f}" for k in ("quality_pct", "cost_pct", "mean_wait_s", "p95_wait_s",
-                                           "past_tolerance_pct", "fav_share")), flush=True)
+                                           "past_tolerance_pct", "fav_share", "fav_estimated_wait_s",
+                                           "fav_actual_wait_s")), flush=True)
         return mean
 
     t1 = time.perf_counter()
@@ -149,14 +162,15 @@ def main() -> None:
     base_q = results[0]["quality_pct"]
 
     head = ("| β | ξ | hard limit | quality % | Δ quality | cost % | mean wait s | p95 wait s | > τ % | "
-            f"{fav.split('-')[0]} share % |")
+            f"{fav.split('-')[0]} share % | est / actual |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in results:
         xi = "—" if r["beta"] == 0 else f"{r['xi']:g}"
         lines.append(
             f"| {r['beta']:g} | {xi} | {'on' if r['hard_limit'] else 'off'} | {r['quality_pct']:.1f} | "
             f"{r['quality_pct'] - base_q:+.1f} | {r['cost_pct']:.1f} | {r['mean_wait_s']:.1f} | "
-            f"{r['p95_wait_s']:.1f} | {r['past_tolerance_pct']:.1f} | {r['fav_share']:.1f} |"
+            f"{r['p95_wait_s']:.1f} | {r['past_tolerance_pct']:.1f} | {r['fav_share']:.1f} | "
+            f"{r['fav_estimated_wait_s']:.1f} / {r['fav_actual_wait_s']:.1f} |"
         )
     table = "\n".join(lines)
     print(f"\nτ = {args.tau:g} s, λ = {lam:g}, {args.seeds} seeds, {len(test)} queries per run "

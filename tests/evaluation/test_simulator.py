@@ -276,7 +276,7 @@ def test_penalty_on_routerbench_test_stream(routerbench_dir):
     plain = sim.run(latency=LatencySettings(weight=0.0, hard_limit=False), cost_weight=0.0)
     penal = sim.run(latency=LatencySettings(weight=1.0, xi=0.5, hard_limit=False), cost_weight=0.0)
     assert plain.past_tolerance_pct > 20.0  # GPT-4 demand ≈ 2.5x its capacity here (measured: ~80% past τ)
-    assert penal.past_tolerance_pct < 0.25 * plain.past_tolerance_pct  # measured: ~8.5%
+    assert penal.past_tolerance_pct < 0.25 * plain.past_tolerance_pct  # measured: ~5% (8.5% before the residual-time rule)
     assert penal.quality_pct > plain.quality_pct - 5.0
 
 
