@@ -20,7 +20,21 @@ __all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
 QualityModel = Literal["ridge", "knn", "mlp", "ridge+knn", "ridge+knn+mlp"]
 
 
-class EncoderSettings(BaseModel):
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<config>'}: {err['msg']}" for err in exc.errors())
+
+
+class _Settings(BaseModel):
+    """Base of the settings models: invalid values raise :class:`ConfigError`, not pydantic's error."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {type(self).__name__}: {_describe(exc)}") from None
+
+
+class EncoderSettings(_Settings):
     """Which query encoder to use and how to cut long prompts."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,7 +58,7 @@ class EncoderSettings(BaseModel):
         return self
 
 
-class RouterConfig(BaseModel):
+class RouterConfig(_Settings):
     """All settings of a :class:`~mixllm_router.MixLLMRouter`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -91,7 +105,4 @@ def make_config(config: RouterConfig | dict[str, Any] | None = None, **overrides
         base.update(overrides)
         return RouterConfig.model_validate(base)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<config>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid router config: {problems}") from None
+        raise ConfigError(f"invalid router config: {_describe(exc)}") from None

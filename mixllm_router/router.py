@@ -61,6 +61,22 @@ def build_encoder(settings: EncoderSettings) -> QueryEncoder:
     return inner
 
 
+def _as_dataset(data: Any) -> RoutingDataset:
+    """``data`` if it is a :class:`RoutingDataset`; a clear error for anything else."""
+    from .data import RoutingDataset
+
+    if isinstance(data, RoutingDataset):
+        return data
+    hint = ""
+    if isinstance(data, (str, Path)):
+        hint = " (for a file, use RoutingDataset.from_csv(path) or load_routerbench(path))"
+    elif isinstance(data, (list, tuple, dict)):
+        hint = " (for records, use RoutingDataset.from_records(rows))"
+    elif type(data).__name__ == "DataFrame":
+        hint = " (for a DataFrame, use RoutingDataset.from_pandas(frame))"
+    raise TypeError(f"fit() takes a RoutingDataset, got {type(data).__name__}{hint}")
+
+
 def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
     """Fold index (0..folds-1) of each of ``n`` items: balanced, shuffled, reproducible."""
     return np.random.default_rng(seed).permutation(np.arange(n) % folds)
@@ -178,6 +194,7 @@ class MixLLMRouter:
         ``data.query_ids``) skips encoding. With ``calibrate``, out-of-fold predictions map the
         friendly ``cost_share`` handle to λ (see :meth:`route`).
         """
+        data = _as_dataset(data)
         if len(data) == 0:
             raise DataError("cannot fit on an empty dataset")
         if len(self.pool) == 0:
@@ -355,18 +372,28 @@ class MixLLMRouter:
         show_progress: bool = False,
     ) -> Predictions:
         """Predicted quality, cost (USD) and uncertainty of every candidate for each query."""
+        embeddings, tokens = self._embed_checked(queries, embeddings, show_progress)
+        with self.learning.lock:  # feedback may be growing the bank and the kNN rows right now
+            return self._predict_locked(embeddings, tokens)
+
+    def _embed_checked(
+        self, queries: Sequence[str], embeddings: np.ndarray | None, show_progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and prompt tokens of ``queries`` (the slow part: runs outside any lock)."""
         self._check_fitted()
-        assert self.bank_ is not None
         if isinstance(queries, str):
             raise TypeError("predict() takes a sequence of queries; use route() for one query")
         if embeddings is None:
-            embeddings, tokens = self.embed(queries, show_progress=show_progress)
-        else:
-            embeddings = np.asarray(embeddings, dtype=np.float32)
-            tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
+            return self.embed(queries, show_progress=show_progress)
+        tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
+        return np.asarray(embeddings, dtype=np.float32), tokens
+
+    def _predict_locked(self, embeddings: np.ndarray, tokens: np.ndarray) -> Predictions:
+        """Predictions for the pool as it is now; the caller holds ``learning.lock``, so no
+        feedback update or pool change can interleave."""
+        assert self.bank_ is not None
         names = self.pool.names
-        with self.learning.lock:  # feedback may be growing the bank and the kNN rows right now
-            q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
+        q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
         return Predictions(names, q, c, u, tokens, embeddings)
 
     # ------------------------------------------------------------------------------ routing
@@ -419,18 +446,20 @@ class MixLLMRouter:
     ) -> list[RoutingDecision]:
         """:meth:`route` for many queries at once (one encoder batch, one matrix product)."""
         lam = self.resolve_cost_weight(cost_weight, cost_share)
-        preds = self.predict(queries, embeddings=embeddings)
-        eligible = self._eligibility(preds, max_cost_usd, candidates)
-        waits, penalty, eligible = self._latency_terms(preds.names, eligible)
-        terms = ScoreTerms(quality=preds.quality, cost=preds.cost, uncertainty=preds.uncertainty,
-                           penalty=np.broadcast_to(penalty, preds.quality.shape))
-        fb = self.learning.score_terms(preds.embeddings, preds.names) if self.config.feedback_weight else None
-        if fb is not None:  # γ·κ·s: the online feedback score and its confidence
-            terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty,
-                               penalty=terms.penalty, feedback=fb[0], confidence=fb[1])
-        scores = meta_scores(terms, cost_weight=lam, exploration=self.config.exploration,
-                             latency_weight=self.config.latency.weight,
-                             feedback_weight=self.config.feedback_weight, eligible=eligible)
+        embeddings, tokens = self._embed_checked(queries, embeddings)
+        with self.learning.lock:  # one consistent view of the pool, the predictors and the feedback net
+            preds = self._predict_locked(embeddings, tokens)
+            eligible = self._eligibility(preds, max_cost_usd, candidates)
+            waits, penalty, eligible = self._latency_terms(preds.names, eligible)
+            terms = ScoreTerms(quality=preds.quality, cost=preds.cost, uncertainty=preds.uncertainty,
+                               penalty=np.broadcast_to(penalty, preds.quality.shape))
+            fb = self.learning.score_terms(preds.embeddings, preds.names) if self.config.feedback_weight else None
+            if fb is not None:  # γ·κ·s: the online feedback score and its confidence
+                terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty,
+                                   penalty=terms.penalty, feedback=fb[0], confidence=fb[1])
+            scores = meta_scores(terms, cost_weight=lam, exploration=self.config.exploration,
+                                 latency_weight=self.config.latency.weight,
+                                 feedback_weight=self.config.feedback_weight, eligible=eligible)
         now = time.time()
         decisions = []
         for i, query in enumerate(queries):
@@ -638,13 +667,18 @@ class MixLLMRouter:
 
     # ------------------------------------------------------------------------------ pool changes
     def remove_candidate(self, name: str) -> None:
-        """Stop routing to ``name``; every other candidate's state is left as it is."""
-        self.pool.remove(name)
-        self.predictors_.pop(name, None)
-        self._clients.pop(name, None)
-        if name in self.load_tracker:
-            self.load_tracker.unregister(name)
-        self.learning.forget(name)
+        """Stop routing to ``name``; every other candidate's state is left as it is.
+
+        Takes ``learning.lock``, so a route in flight sees the pool before or after the removal,
+        never half of it.
+        """
+        with self.learning.lock:
+            self.pool.remove(name)
+            self.predictors_.pop(name, None)
+            self._clients.pop(name, None)
+            if name in self.load_tracker:
+                self.load_tracker.unregister(name)
+            self.learning.forget(name)
 
     def add_candidate(
         self,
@@ -663,7 +697,8 @@ class MixLLMRouter:
         exploration bonus ``α·u`` sends it traffic until feedback shows where it is good.
         Returns where the prior came from. See ``mixllm_router.learning``.
         """
-        return self.learning.add_candidate(self, candidate, examples=examples, prior=prior)
+        with self.learning.lock:  # routes see the pool before or after the addition
+            return self.learning.add_candidate(self, candidate, examples=examples, prior=prior)
 
     # ------------------------------------------------------------------------------ feedback
     def feedback(

@@ -362,8 +362,6 @@ def test_long_soak_threads_route_learn_save(tmp_path: Path) -> None:
     MixLLMRouter.load(tmp_path / "soak-ckpt", encoder=ENC).route("x")
 
 
-@pytest.mark.xfail(strict=True, reason="route reads pool.names before taking learning.lock and remove_candidate "
-                   "takes no lock: a route in flight raises a raw KeyError for the removed candidate")
 def test_a_route_in_flight_when_a_candidate_is_removed() -> None:
     """Deterministic interleaving: the route has read the pool and waits for the lock; then a removal."""
     router = make_router()
@@ -387,7 +385,6 @@ def test_a_route_in_flight_when_a_candidate_is_removed() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="same race as test_a_route_in_flight_when_a_candidate_is_removed (rarely hit)")
 def test_routing_while_candidates_are_added_and_removed() -> None:
     """Pool changes under traffic: a route sees the pool before or after a change, never half of it."""
     router = make_router()

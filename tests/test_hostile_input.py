@@ -256,8 +256,6 @@ def test_fit_refuses_non_datasets(bad) -> None:
         router.fit(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="fit(list_of_records) / fit('data.csv') reach data.models and raise a raw "
-                   "AttributeError; router.fit should check isinstance(data, RoutingDataset) first")
 @pytest.mark.parametrize("bad", [records(2), "data.csv", {"query": ["q"]}])
 def test_fit_refuses_records_and_paths_with_a_clear_error(bad) -> None:
     router = MixLLMRouter(config={"encoder": {"kind": "hashing", "use_cache": False}}, encoder=ENC)
@@ -307,8 +305,6 @@ def test_config_of_the_wrong_type(config) -> None:
         MixLLMRouter(config=config, encoder=ENC)
 
 
-@pytest.mark.xfail(strict=True, reason="RouterConfig(...) built directly raises pydantic.ValidationError "
-                   "(a ValueError), not ConfigError; only make_config/MixLLMRouter translate it")
 def test_router_config_built_directly_raises_config_error() -> None:
     with pytest.raises(ConfigError):
         RouterConfig(cost_weight=-1.0)
