@@ -126,6 +126,10 @@ def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes
         if old.name != arrays_name:
             with contextlib.suppress(OSError):
                 old.unlink()
+    # temp files of saves killed mid-write: no other writer can be using them (we hold the lock)
+    for stale in [*path.glob(".arrays-*.tmp"), *path.glob(f".{MANIFEST}.*.tmp")]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -163,6 +163,11 @@ DRIVER = textwrap.dedent(
             survived += 1
         except Exception as exc:  # noqa: BLE001 - reported to the test
             faults.append(f"trial {trial}: {type(exc).__name__}: {exc}")
+    if mode == "save":  # the next completed save clears what killed saves left behind
+        MixLLMRouter.load(ckpt, encoder=ENC).save(ckpt)
+        left = sorted(p.name for p in ckpt.iterdir())
+        if len(left) != 2 or not left[0].startswith("arrays-"):
+            faults.append(f"after a clean save the folder holds {left}")
     print(json.dumps({"mode": mode, "kills": trials, "survived": survived - len(faults) if faults else survived,
                       "faults": faults[:10], "versions_committed": version, "acked": acked_total,
                       "seconds": round(time.time() - t_start, 1)}))
