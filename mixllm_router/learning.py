@@ -33,6 +33,11 @@ or graded) — does three things, in this order:
    predictors cannot anticipate) therefore weighs less, in the score and in the gradient (there
    relative to the prior's ``κ0 = 1/(v0 + ε)``, so ``η`` keeps its meaning).
 
+Exploration. The router's ``route`` adds the LinUCB bonus ``α·u``. :func:`thompson_scores`
+samples instead from the ridge posterior (``q + σ·u·ξ − λ·c``, ``ξ ~ N(0, 1)``), which on RouterBench
+finds a candidate added with no examples where the small UCB bonus never tries it
+(``docs/online_learning.md``); the replay simulation uses it with ``thompson=σ``.
+
 Updates run inline (``learning.batch_size = 1``, default; about 0.1–1 ms per event without the
 journal's fsync, see ``docs/online_learning.md``) or are queued and applied every ``batch_size``
 events; queued events are journaled at once, applied on :meth:`OnlineLearner.flush` and on save.
