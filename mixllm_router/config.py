@@ -67,6 +67,13 @@ class RouterConfig(_Settings):
         default=50.0, ge=0, description="λ: quality points one USD is worth. 0 ignores cost."
     )
     exploration: float = Field(default=0.05, ge=0, description="α: weight of the LinUCB uncertainty bonus.")
+    exploration_policy: Literal["ucb", "thompson"] = Field(
+        default="ucb",
+        description="'ucb': add α·u (deterministic). 'thompson': add σ·u·ξ with ξ ~ N(0, 1) per query and "
+        "candidate, a draw from the ridge posterior; σ = thompson_scale. Thompson sampling tries a new or "
+        "under-rated candidate where UCB's small bonus never does (docs/online_learning.md).",
+    )
+    thompson_scale: float = Field(default=0.2, ge=0, description="σ of Thompson-sampling exploration.")
     feedback_weight: float = Field(default=0.0, ge=0, description="γ: weight of the online feedback score.")
     prior_strength: float = Field(default=10.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
     quality_model: QualityModel = Field(

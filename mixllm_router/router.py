@@ -138,6 +138,7 @@ class MixLLMRouter:
         self._caller = caller
         self._clients: dict[str, ChatClient] = {}
         self.decisions = DecisionLog(capacity=self.config.decision_log_size)
+        self._rng = np.random.default_rng(self.config.seed)  # Thompson-sampling draws
         self.learning = OnlineLearner(self.config.learning, seed=self.config.seed)  # feedback, journal, s_l(e)
         for name, client in (clients or {}).items():
             self.set_client(name, client)
@@ -457,7 +458,14 @@ class MixLLMRouter:
             if fb is not None:  # γ·κ·s: the online feedback score and its confidence
                 terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty,
                                    penalty=terms.penalty, feedback=fb[0], confidence=fb[1])
-            scores = meta_scores(terms, cost_weight=lam, exploration=self.config.exploration,
+            exploration = self.config.exploration
+            if self.config.exploration_policy == "thompson":
+                # σ·u·ξ, ξ ~ N(0, 1): a draw of q from the ridge posterior N(w, σ²A⁻¹) (learning.thompson_scores)
+                draws = self._rng.standard_normal(preds.uncertainty.shape)
+                terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=preds.uncertainty * draws,
+                                   penalty=terms.penalty, feedback=terms.feedback, confidence=terms.confidence)
+                exploration = self.config.thompson_scale
+            scores = meta_scores(terms, cost_weight=lam, exploration=exploration,
                                  latency_weight=self.config.latency.weight,
                                  feedback_weight=self.config.feedback_weight, eligible=eligible)
         now = time.time()

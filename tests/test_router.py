@@ -168,3 +168,20 @@ def test_dataset_without_complete_rows_cannot_calibrate(hashing_encoder):
         router = MixLLMRouter(encoder=hashing_encoder).fit(RoutingDataset.from_records(rows))
     with pytest.raises(NotFittedError, match="calibrated"):
         router.route("q1", cost_share=0.3)
+
+
+def test_thompson_exploration_samples_around_the_greedy_choice(synthetic_data, hashing_encoder):
+    def routes(**overrides):
+        router = MixLLMRouter(encoder=hashing_encoder, prior_strength=1.0, calibration_folds=3, **overrides)
+        router.fit(synthetic_data)
+        return [d.chosen for d in router.route_batch([MATH_Q] * 300, cost_weight=0)]
+
+    greedy = routes()
+    assert set(greedy) == {"math-pro"}
+    assert routes(exploration_policy="thompson", thompson_scale=0.0) == greedy
+    sampled = routes(exploration_policy="thompson", thompson_scale=1.0)
+    assert sampled.count("math-pro") > 150  # still mostly the best candidate
+    assert len(set(sampled)) > 1  # but the others get tried
+    assert routes(exploration_policy="thompson", thompson_scale=1.0) == sampled  # seeded
+    with pytest.raises(ConfigError):
+        MixLLMRouter(exploration_policy="epsilon")
