@@ -354,7 +354,9 @@ class MixLLMRouter:
         bank: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = features(embeddings, tokens)
-        sims = embeddings @ bank.T
+        # similarities to the whole bank feed only kNN predictors: skip the product when none is used
+        uses_knn = any("knn" in models[name].kinds and models[name].knn.targets.size for name in names)
+        sims = embeddings @ bank.T if uses_knn else None
         n, m = embeddings.shape[0], len(names)
         quality, cost, unc = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
         for j, name in enumerate(names):

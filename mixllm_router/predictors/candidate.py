@@ -126,11 +126,13 @@ class CandidatePredictor:
         # the MLP is refitted offline only; online signal flows through ridge, kNN and feedback
 
     # -- prediction ----------------------------------------------------------------------------
-    def predict_quality(self, x: np.ndarray, embeddings: np.ndarray, bank_similarities: np.ndarray) -> np.ndarray:
+    def predict_quality(self, x: np.ndarray, embeddings: np.ndarray, bank_similarities: np.ndarray | None) -> np.ndarray:
+        """Mean of the enabled predictors, clipped to [0, 1]; ``bank_similarities`` is needed only by kNN."""
         parts = []
         if "ridge" in self.kinds or self.knn.targets.size == 0:
             parts.append(self.linear.predict(x)[:, 0])
         if "knn" in self.kinds and self.knn.targets.size:
+            assert bank_similarities is not None, "kNN prediction needs the similarities to the bank"
             parts.append(self.knn.predict(bank_similarities))
         if "mlp" in self.kinds and self.mlp is not None:
             parts.append(self.mlp.predict(embeddings))
