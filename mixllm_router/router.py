@@ -176,8 +176,11 @@ class MixLLMRouter:
         if isinstance(queries, str):
             raise TypeError("embed() takes a sequence of queries; wrap a single query in a list")
         embeddings = np.asarray(self.encoder.encode(list(queries), show_progress=show_progress), dtype=np.float32)
-        tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
-        return embeddings, tokens
+        return embeddings, self.count_tokens(queries)
+
+    def count_tokens(self, queries: Sequence[str]) -> np.ndarray:
+        """Prompt tokens of each query, by the encoder's tokenizer (the known ``t_in`` of the cost)."""
+        return np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
 
     def fit(
         self,
@@ -218,7 +221,7 @@ class MixLLMRouter:
             embeddings = np.asarray(embeddings, dtype=np.float32)
             if embeddings.shape[0] != len(texts):
                 raise DataError(f"got {embeddings.shape[0]} embeddings for {len(texts)} queries")
-            tokens = np.array([self.encoder.count_tokens(q) for q in texts], dtype=np.float64)
+            tokens = self.count_tokens(texts)
         quality = data.matrix("quality", names)
         cost = data.matrix("cost", names)
         out_tokens = data.matrix("output_tokens", names) if data.has_column("output_tokens") else None
@@ -388,8 +391,7 @@ class MixLLMRouter:
             raise TypeError("predict() takes a sequence of queries; use route() for one query")
         if embeddings is None:
             return self.embed(queries, show_progress=show_progress)
-        tokens = np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
-        return np.asarray(embeddings, dtype=np.float32), tokens
+        return np.asarray(embeddings, dtype=np.float32), self.count_tokens(queries)
 
     def _predict_locked(self, embeddings: np.ndarray, tokens: np.ndarray) -> Predictions:
         """Predictions for the pool as it is now; the caller holds ``learning.lock``, so no

@@ -81,7 +81,7 @@ def tune(
     if embeddings is None:
         embeddings, tokens = probe.embed(data.queries)
     else:
-        tokens = np.array([probe.encoder.count_tokens(q) for q in data.queries], dtype=np.float64)
+        tokens = probe.count_tokens(data.queries)
     embeddings, tokens = np.asarray(embeddings)[complete], tokens[complete]
     quality, cost = quality[complete], cost[complete]
     ref_name = reference or base.reference_model or names[int(np.argmax(cost.mean(axis=0)))]
