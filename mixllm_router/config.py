@@ -92,7 +92,7 @@ class RouterConfig(_Settings):
     learning: LearningSettings = Field(
         default_factory=LearningSettings, description="Online learning: feedback journal, update schedule, rates."
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="Seeds fold assignment, the MLP and Thompson draws.")
 
 
 def make_config(config: RouterConfig | dict[str, Any] | None = None, **overrides: Any) -> RouterConfig:
