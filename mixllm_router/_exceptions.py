@@ -13,6 +13,7 @@ inside our own code) stay loud. Where a built-in meaning fits, the class also de
     ├── EncoderError           the query encoder could not be loaded or run
     ├── CheckpointError        a checkpoint that cannot be written or read (names the file)
     ├── FeedbackError          feedback for an unknown decision, a bad score, a broken journal
+    ├── SharedStateError       the shared state (Redis) refused what cannot fall back to local state
     └── ClientError            calling a candidate LLM failed
         ├── TransientClientError   429, 5xx, timeouts, connection errors: worth retrying elsewhere
         ├── PermanentClientError   auth, bad request: retrying will not help
@@ -33,6 +34,7 @@ __all__ = [
     "EncoderError",
     "CheckpointError",
     "FeedbackError",
+    "SharedStateError",
     "ClientError",
     "TransientClientError",
     "PermanentClientError",
@@ -76,6 +78,11 @@ class CheckpointError(MixLLMError):
 
 class FeedbackError(MixLLMError, ValueError):
     """Feedback that cannot be applied: unknown or expired decision, score out of range, ..."""
+
+
+class SharedStateError(MixLLMError):
+    """The shared state (Redis) refused an operation that cannot fall back to local state:
+    a second learner on one stream, a published checkpoint that cannot be fetched, ..."""
 
 
 class ClientError(MixLLMError):

@@ -70,7 +70,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -547,6 +547,14 @@ class OnlineLearner:
                 cost_usd=None if record.cost_usd is None else float(record.cost_usd),
                 created_at=time.time(),
             )
+            if router.state.shares_feedback:
+                # other processes' learner applies it; the stream entry id becomes its sequence number
+                self._next_seq -= 1
+                event = replace(event, seq=router.state.publish_feedback(event))
+                self._remember(record.decision_id)
+                if latency is not None and record.latency_s is None and candidate in router.load_tracker:
+                    router.load_tracker.observe(candidate, latency, out_tokens)
+                return event
             if self.journal is not None:
                 try:
                     self.journal.append(event)
@@ -821,6 +829,19 @@ class OnlineLearner:
                 self.net.remove(name)
             self.warming.discard(name)
             self.priors.pop(name, None)
+
+    def adopt(self, other: OnlineLearner) -> None:
+        """Take ``other``'s learnt model (a newer published checkpoint's); keep this object's journal,
+        settings and the ids of decisions already rated. The caller holds both routers' locks."""
+        with self.lock:
+            self.net = other.net
+            self.applied_seq = max(self.applied_seq, other.applied_seq)
+            self._next_seq = max(self._next_seq, self.applied_seq + 1)
+            self.warming = set(other.warming)
+            self.priors = dict(other.priors)
+            self.n_events = other.n_events
+            self.pending = []
+            self._bank_buf = None
 
     # -- persistence ---------------------------------------------------------------------------
     def state(self, router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

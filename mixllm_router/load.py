@@ -87,7 +87,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -100,6 +100,7 @@ __all__ = [
     "LatencySettings",
     "ServiceTimeEstimate",
     "LoadTicket",
+    "LoadSharing",
     "LoadTracker",
 ]
 
@@ -366,13 +367,14 @@ class LoadTicket:
     streaming) so the service estimate learns from the call when the block ends.
     """
 
-    __slots__ = ("name", "id", "started_at", "expected_s", "output_tokens", "ttft_s", "_done")
+    __slots__ = ("name", "id", "started_at", "expected_s", "expected_tokens", "output_tokens", "ttft_s", "_done")
 
-    def __init__(self, name: str, started_at: float, expected_s: float) -> None:
+    def __init__(self, name: str, started_at: float, expected_s: float, expected_tokens: float | None = None) -> None:
         self.name = name
         self.id = next(_ticket_ids)
         self.started_at = started_at
         self.expected_s = expected_s
+        self.expected_tokens = expected_tokens
         self.output_tokens: float | None = None
         self.ttft_s: float | None = None
         self._done = False
@@ -385,13 +387,31 @@ class LoadTicket:
         return f"LoadTicket({self.name!r}, id={self.id}, expected_s={self.expected_s:.3g}, done={self._done})"
 
 
+class LoadSharing(Protocol):
+    """What a :class:`LoadTracker` tells, and asks, a shared state (see :meth:`LoadTracker.attach`).
+
+    Implementations must never raise: a shared state that is unreachable degrades to local
+    tracking, it does not fail a call.
+    """
+
+    def started(self, ticket: LoadTicket) -> None:
+        """A request of this process started (take a lease on it)."""
+
+    def finished(self, ticket: LoadTicket, service_s: float | None, output_tokens: float | None,
+                 ttft_s: float | None) -> None:
+        """It ended (drop the lease); ``service_s`` is None when it failed."""
+
+    def sync(self, tracker: LoadTracker) -> None:
+        """Bring the other processes' requests and finishes into ``tracker`` (may be rate-limited)."""
+
+
 class _CandidateLoad:
     """Mutable per-candidate state; only touched under the tracker's lock."""
 
     __slots__ = (
         "limit", "estimate", "running", "queued", "ext_n", "ext_at", "history",
         "free_at", "valid_until", "dirty", "full", "runs", "ext_ends", "durations",
-        "r_sorted", "r_tail", "r_dirty",
+        "r_sorted", "r_tail", "r_dirty", "remote",
     )
 
     def __init__(
@@ -405,6 +425,9 @@ class _CandidateLoad:
         self.queued: deque[tuple[int, float | None]] = deque()  # (ticket id, output tokens or None), FIFO
         self.ext_n = 0  # in flight as reported by set_in_flight()
         self.ext_at = 0.0  # when it was reported
+        # in flight in *other* processes (shared state): (start on this clock, output tokens or None),
+        # oldest first; replaced wholesale by LoadTracker.set_remote()
+        self.remote: list[tuple[float, float | None]] = []
         # recent finishes: (observed service seconds, output tokens it was started with or None)
         self.history: deque[tuple[float, float | None]] = deque(history, maxlen=window)
         # Cache of the schedule: W = max(free_at − now, 0) while now <= valid_until.
@@ -443,7 +466,7 @@ class _CandidateLoad:
 
     @property
     def in_flight(self) -> int:
-        return len(self.running) + len(self.queued) + self.ext_n
+        return len(self.running) + len(self.queued) + self.ext_n + len(self.remote)
 
     def invalidate(self) -> None:
         self.valid_until = -math.inf
@@ -481,6 +504,7 @@ class LoadTracker:
         self._window = int(tail_window)
         self._lock = threading.Lock()
         self._loads: dict[str, _CandidateLoad] = {}
+        self._sharing: LoadSharing | None = None
 
     # -- candidates -------------------------------------------------------------------------
     def register(
@@ -586,12 +610,17 @@ class LoadTracker:
         """The parts of the schedule that change only when the candidate's state does.
 
         Durations are re-costed with the current estimate here (see the module docstring).
+        Requests of other processes (:meth:`set_remote`) fill the slots this process leaves free,
+        oldest first, with their real start times; the rest queue behind this process's own.
         """
         load.dirty = False
         limit = load.limit
         n_run = len(load.running)
-        ext_running = min(load.ext_n, max(limit - n_run, 0))
-        load.full = n_run + ext_running >= limit
+        remote = load.remote
+        free = max(limit - n_run, 0)
+        remote_running, remote_queued = remote[:free], remote[free:]
+        ext_running = min(load.ext_n, max(free - len(remote_running), 0))
+        load.full = n_run + len(remote_running) + ext_running >= limit
         if not load.full:
             return
         if load.r_dirty:
@@ -600,10 +629,13 @@ class LoadTracker:
         est = load.estimate
         typical = est.expected()
         load.runs = [(t0, est.expected(tokens)) for t0, tokens in load.running.values()]
+        load.runs.extend((t0, est.expected(tokens)) for t0, tokens in remote_running)
         # Reported without start times: assume each is half-way through a typical request.
         load.ext_ends = [load.ext_at + 0.5 * typical * mean_ratio] * ext_running
         typical_q = typical * mean_ratio  # most tickets carry no length: one duration for them all
         durations = [typical_q if tokens is None else est.expected(tokens) * mean_ratio for _, tokens in load.queued]
+        durations.extend(typical_q if tokens is None else est.expected(tokens) * mean_ratio
+                         for _, tokens in remote_queued)
         ext_queued = load.ext_n - ext_running
         if ext_queued:
             durations.extend([typical_q] * ext_queued)
@@ -611,6 +643,9 @@ class LoadTracker:
 
     def expected_wait(self, name: str) -> float:
         """``W``: seconds before a new request to ``name`` would start (0 while a slot is free)."""
+        sharing = self._sharing
+        if sharing is not None:
+            sharing.sync(self)
         with self._lock:
             return self._wait(self._get(name), self._clock())
 
@@ -622,6 +657,9 @@ class LoadTracker:
 
     def waits(self, names: Sequence[str]) -> np.ndarray:
         """``W`` for each name, as a float64 array (the router's hot path: one lock, one clock read)."""
+        sharing = self._sharing
+        if sharing is not None:  # bring in the other processes' requests (rate-limited by the sharing)
+            sharing.sync(self)
         out = np.empty(len(names), dtype=np.float64)
         with self._lock:
             now = self._clock()
@@ -660,13 +698,16 @@ class LoadTracker:
         with self._lock:
             load = self._get(name)
             now = self._clock()
-            ticket = LoadTicket(name, now, load.estimate.expected(tokens))
+            ticket = LoadTicket(name, now, load.estimate.expected(tokens), tokens)
             if len(load.running) < load.limit:
                 load.running[ticket.id] = (now, tokens)
             else:
                 load.queued.append((ticket.id, tokens))
             load.invalidate()
-            return ticket
+        sharing = self._sharing
+        if sharing is not None:  # outside the lock: it may talk to a server (and never raises)
+            sharing.started(ticket)
+        return ticket
 
     def finish(
         self,
@@ -683,35 +724,43 @@ class LoadTracker:
         is measured from when the request got a slot (a queued request waits first).
         Bad ``output_tokens``/``ttft_s`` raise :class:`DataError` *after* the slot is released.
         """
-        with self._lock:
-            if ticket._done:
-                return False
-            ticket._done = True
-            load = self._loads.get(ticket.name)
-            if load is None:
-                return False
-            now = self._clock()
-            entry = load.running.pop(ticket.id, None)
-            if entry is not None:
-                served_from = entry[0]
-                if not error:  # how long it took, for the residual-time rule
-                    load.history.append((max(now - served_from, 0.0), entry[1]))
-                if load.queued and len(load.running) < load.limit:
-                    tid, tokens = load.queued.popleft()
-                    load.running[tid] = (now, tokens)
-            else:
-                for i, (tid, _) in enumerate(load.queued):
-                    if tid == ticket.id:
-                        del load.queued[i]
-                        break
-                else:  # not ours (e.g. unregistered and registered again under the same name)
+        service_s: float | None = None
+        try:
+            with self._lock:
+                if ticket._done:
                     return False
-                served_from = ticket.started_at  # our queue model was wrong: it was served (no history)
-            load.invalidate()
-            if not error:
-                load.r_dirty = True  # new history, new estimate: the ratios change
-                load.estimate.observe(max(now - served_from, 0.0), output_tokens, ttft_s=ttft_s)
+                ticket._done = True
+                load = self._loads.get(ticket.name)
+                if load is None:
+                    return False
+                now = self._clock()
+                entry = load.running.pop(ticket.id, None)
+                if entry is not None:
+                    served_from = entry[0]
+                    if not error:  # how long it took, for the residual-time rule
+                        load.history.append((max(now - served_from, 0.0), entry[1]))
+                    if load.queued and len(load.running) < load.limit:
+                        tid, tokens = load.queued.popleft()
+                        load.running[tid] = (now, tokens)
+                else:
+                    for i, (tid, _) in enumerate(load.queued):
+                        if tid == ticket.id:
+                            del load.queued[i]
+                            break
+                    else:  # not ours (e.g. unregistered and registered again under the same name)
+                        return False
+                    served_from = ticket.started_at  # our queue model was wrong: it was served (no history)
+                load.invalidate()
+                if not error:
+                    load.r_dirty = True  # new history, new estimate: the ratios change
+                    load.estimate.observe(max(now - served_from, 0.0), output_tokens, ttft_s=ttft_s)
+                    service_s = max(now - served_from, 0.0)
             return True
+        finally:
+            sharing = self._sharing
+            if sharing is not None and ticket._done:
+                # the lease goes whatever happened; the service time is shared only when it was learnt here
+                sharing.finished(ticket, service_s, output_tokens, ttft_s)
 
     def _finish_block(self, ticket: LoadTicket, failed: bool) -> None:
         try:
@@ -771,6 +820,58 @@ class LoadTracker:
             load = self._get(name)
             load.ext_n = int(n)
             load.ext_at = self._clock()
+            load.invalidate()
+
+    # -- shared state (several processes) -------------------------------------------------
+    def attach(self, sharing: LoadSharing | None) -> None:
+        """Share this tracker's requests with other processes through ``sharing`` (None: stop).
+
+        ``sharing`` (e.g. :class:`mixllm_router.state.RedisState`) hears of every :meth:`start` and
+        :meth:`finish`, and before each :meth:`waits` may call :meth:`set_remote` and
+        :meth:`record_finish` with what the other processes are doing. Detaching forgets the
+        remote requests.
+        """
+        self._sharing = sharing
+        if sharing is None:
+            self.set_remote({})
+
+    @property
+    def sharing(self) -> LoadSharing | None:
+        return self._sharing
+
+    def set_remote(self, requests: Mapping[str, Sequence[tuple[float, float | None]]]) -> None:
+        """Replace the requests in flight in *other* processes: ``{name: [(age_s, tokens), ...]}``.
+
+        ``age_s`` is how long ago each started (by a clock both sides share, such as the Redis
+        server's); ``tokens`` its expected output tokens or None. Names absent from ``requests``
+        have none; unknown names are ignored (another process may know a candidate this one
+        does not yet).
+        """
+        with self._lock:
+            now = self._clock()
+            for name, load in self._loads.items():
+                entries = requests.get(name, ())
+                if not entries and not load.remote:
+                    continue
+                remote = sorted((now - max(float(age), 0.0), tokens) for age, tokens in entries)
+                if remote != load.remote:
+                    load.remote = remote
+                    load.invalidate()
+
+    def record_finish(
+        self, name: str, service_s: float, started_tokens: float | None = None,
+        output_tokens: float | None = None, ttft_s: float | None = None,
+    ) -> None:
+        """Learn from a request another process served: its service time joins the recent
+        finishes (the residual-time rule) and the service estimate, as if served here."""
+        seconds = _observation(service_s, "service_s")
+        with self._lock:
+            load = self._loads.get(name)
+            if load is None:
+                return
+            load.history.append((seconds, started_tokens))
+            load.estimate.observe(seconds, output_tokens, ttft_s=ttft_s)
+            load.r_dirty = True
             load.invalidate()
 
     # -- explainability and persistence -----------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._exceptions import ConfigError, DataError, NotFittedError, UnknownCandidateError
+from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError, UnknownCandidateError
 from .candidates import Candidate, CandidatePool
 from .config import EncoderSettings, RouterConfig, make_config
 from .decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
@@ -27,6 +27,7 @@ from .learning import OnlineLearner
 from .load import LoadTracker
 from .policy import ScoreTerms, meta_scores
 from .predictors import CandidatePredictor, features
+from .state.base import InProcessState, SharedState
 from .tradeoff import TradeoffCurve, default_cost_weights, sweep
 
 if TYPE_CHECKING:
@@ -118,6 +119,11 @@ class MixLLMRouter:
         Share a :class:`~mixllm_router.load.LoadTracker` or a
         :class:`~mixllm_router.calling.FallbackCaller` (retries, cooldowns, spending guard)
         between routers, or inject ones with a manual clock in tests.
+    state:
+        Where live state (load, feedback, published checkpoints) lives: None for this process
+        only, or a URL such as ``"redis://localhost:6379/0"`` / a
+        :class:`~mixllm_router.state.SharedState` to share it between worker processes
+        (see :meth:`share_state`).
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class MixLLMRouter:
         clients: Mapping[str, ChatClient] | None = None,
         load_tracker: LoadTracker | None = None,
         caller: FallbackCaller | None = None,
+        state: SharedState | str | None = None,
         **overrides: Any,
     ) -> None:
         self.config = make_config(config, **overrides)
@@ -147,6 +154,9 @@ class MixLLMRouter:
         self.calibration_: TradeoffCurve | None = None
         self.encoder_fingerprint_: str | None = None
         self.reference_: str | None = None
+        self.state: SharedState = InProcessState()
+        if state is not None:
+            self.share_state(state)
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -743,6 +753,59 @@ class MixLLMRouter:
         import asyncio
 
         return await asyncio.to_thread(self.feedback, key, score, output_tokens=output_tokens, latency_s=latency_s)
+
+    # ------------------------------------------------------------------------------ shared state
+    def share_state(self, state: SharedState | str | None, **options: Any) -> SharedState:
+        """Share load, feedback and published checkpoints with other processes (None: stop sharing).
+
+        ``state``: a URL (``"redis://host:6379/0"``) with ``options`` for
+        :class:`~mixllm_router.state.RedisState` (``namespace``, ``lease_s``, ...), or a built
+        :class:`~mixllm_router.state.SharedState`. From then on every call this router makes holds
+        a lease the other workers see, routing reads their leases, ``feedback`` goes to the shared
+        stream for the :class:`~mixllm_router.state.FeedbackLearner`, and newer checkpoints the
+        learner publishes are swapped in without a restart. Returns the state (``.status()``).
+        """
+        from .state import connect
+
+        backend = connect(state, **options)
+        previous = self.state
+        if backend.shares_feedback:
+            self.learning.flush(self)  # queued local feedback is applied here before it starts going out
+        with self.learning.lock:
+            for name in self.pool.names:  # so the others' leases on every candidate are heard from the start
+                if name not in self.load_tracker:
+                    self.load_tracker.register(name, self.pool.get(name).max_concurrency)
+            self.state = backend
+            backend.bind(self)
+            self.load_tracker.attach(backend if not isinstance(backend, InProcessState) else None)
+        if previous is not backend:
+            previous.close()
+        return backend
+
+    def _adopt(self, other: MixLLMRouter) -> None:
+        """Take the learnt model of ``other`` (a newer checkpoint) in one step under the lock.
+
+        Kept: config, encoder, clients, load tracker, decision log (feedback for earlier decisions
+        still works) and the shared-state binding. Replaced: pool, predictors, bank, calibration,
+        and the learner's model (feedback network, applied_seq). A route holds the same lock, so
+        it sees the old model or the new one, never a mix.
+        """
+        if other.encoder_fingerprint_ and self.encoder_fingerprint_ and other.encoder_fingerprint_ != self.encoder_fingerprint_:
+            raise CheckpointError(
+                f"the published router was trained with encoder {other.encoder_fingerprint_}, this one routes "
+                f"with {self.encoder_fingerprint_}: not swapped"
+            )
+        with self.learning.lock:
+            removed = set(self.pool.names) - set(other.pool.names)
+            self.pool = other.pool
+            self.predictors_ = other.predictors_
+            self.bank_ = other.bank_
+            self.calibration_ = other.calibration_
+            self.reference_ = other.reference_
+            self.encoder_fingerprint_ = other.encoder_fingerprint_ or self.encoder_fingerprint_
+            self.learning.adopt(other.learning)
+            for name in removed:
+                self._clients.pop(name, None)
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
