@@ -3,6 +3,7 @@
     mixllm train  --data ../shared/data/routerbench --split train --out runs/router
     mixllm route  --router runs/router --cost-share 0.2 "Write a function that reverses a list"
     mixllm eval   --data ../shared/data/routerbench --out runs/eval [--tune] [--decisions FILE]
+    mixllm learn  --router runs/router --state redis://localhost:6379/0   # shared-state learner
 
 ``--data`` takes RouterBench files or folders (wide layout, detected from the header) or long
 CSV files (``query, model, quality, cost`` …, see ``mixllm_router.data``). ``eval`` uses the
@@ -242,8 +243,9 @@ def _extension_parsers() -> list[Any]:
     """Sub-commands that live next to their feature (the simulators)."""
     from .evaluation.online import add_simulate_online_parser
     from .evaluation.simulator import add_simulate_parser
+    from .state.learner import add_learn_parser
 
-    return [add_simulate_parser, add_simulate_online_parser]
+    return [add_simulate_parser, add_simulate_online_parser, add_learn_parser]
 
 
 def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:

@@ -143,9 +143,8 @@ class FeedbackLearner:
         def claim() -> None:
             start = "0-0"
             while True:
-                reply = self.state.client.execute_command(
-                    "XAUTOCLAIM", self.state.feedback_stream, self.group, self.consumer, 0, start,
-                    "COUNT", 1000, "JUSTID")
+                reply = self.state.client.xautoclaim(self.state.feedback_stream, self.group, self.consumer,
+                                                     min_idle_time=0, start_id=start, count=1000)
                 start = reply[0]
                 if start in (b"0-0", "0-0"):
                     return
@@ -154,7 +153,11 @@ class FeedbackLearner:
 
     # -- the loop --------------------------------------------------------------------------------------
     def step(self) -> int:
-        """Read one batch, apply it, publish and acknowledge when due; returns events applied."""
+        """Read one batch, apply it, publish and acknowledge when due.
+
+        Returns the entries handled (applied, skipped as already published, or malformed); 0 means
+        the stream had nothing for this learner within ``block_ms``.
+        """
         if not self._started:
             self.start()
         self._lease()
@@ -177,12 +180,9 @@ class FeedbackLearner:
         entries = reply[0][1] if reply else []
         if self._backlog and not entries:
             self._backlog = False
-        applied = 0
         for entry_id, fields in entries:
-            if not fields:  # pending entry deleted from the stream meanwhile
-                self._unacked.append(entry_id)
-                continue
-            applied += self._apply(entry_id, fields)
+            if fields:  # (a pending entry deleted from the stream meanwhile has none)
+                self._apply(entry_id, fields)
             self._unacked.append(entry_id)
         due = len(self._unacked) >= self.publish_every or (
             self._unacked and time.monotonic() - self._last_publish >= self.publish_interval_s)
@@ -190,7 +190,7 @@ class FeedbackLearner:
             self.publish()
         elif not entries and self.state.latest_version() == 0:
             self.version = self.state.publish_checkpoint(self.router)  # the store was wiped: republish
-        return applied
+        return len(entries)
 
     def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> int:
         from ..learning import FeedbackEvent
@@ -233,29 +233,62 @@ class FeedbackLearner:
         Redis restart); a conflicting learner raises.
         """
         idle_since = time.monotonic()
-        total = 0
+        applied_at_start = self.applied
         while not (stop is not None and stop.is_set()):
             try:
-                n = self.step()
+                handled = self.step()
             except SharedStateError as exc:
                 if "another learner" in str(exc):
                     raise
                 warnings.warn(f"learner: {exc}; retrying", SharedStateWarning, stacklevel=2)
                 time.sleep(self.state.settings.retry_s)
                 continue
-            total += n
-            if n:
+            if handled:
                 idle_since = time.monotonic()
             elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s and not self._unacked:
                 break
-            if max_events is not None and total >= max_events:
+            if max_events is not None and self.applied - applied_at_start >= max_events:
                 break
         if self._unacked:
             self.publish()
-        return total
+        return self.applied - applied_at_start
 
     @property
     def stats(self) -> dict[str, int]:
         return {"version": self.version, "applied": self.applied, "skipped": self.skipped,
                 "malformed": self.malformed, "unacknowledged": len(self._unacked),
                 "applied_seq": self.router.learning.applied_seq}
+
+
+def add_learn_parser(sub: Any) -> None:
+    """``mixllm learn``: run the feedback learner of a deployment that shares state on Redis."""
+    p = sub.add_parser("learn", help="apply the shared feedback stream (Redis) and publish checkpoints")
+    p.add_argument("--router", required=True, help="checkpoint folder to start from (a newer published version wins)")
+    p.add_argument("--state", required=True, help="redis://host:port/db of the deployment")
+    p.add_argument("--namespace", default="mixllm", help="key namespace the workers use (default mixllm)")
+    p.add_argument("--consumer", default="learner", help="this learner's name in the consumer group")
+    p.add_argument("--publish-every", dest="publish_every", type=int, default=100,
+                   help="publish a version after this many events (default 100)")
+    p.add_argument("--publish-interval", dest="publish_interval", type=float, default=5.0,
+                   help="... or after this many seconds with events pending (default 5)")
+    p.add_argument("--idle-exit", dest="idle_exit", type=float, default=None,
+                   help="exit after this many seconds without feedback (default: run until interrupted)")
+    p.set_defaults(func=_cmd_learn)
+
+
+def _cmd_learn(args: Any) -> int:
+    import sys
+
+    from ..router import MixLLMRouter
+
+    state = RedisState(args.state, namespace=args.namespace)
+    learner = FeedbackLearner(MixLLMRouter.load(args.router), state, consumer=args.consumer,
+                              publish_every=args.publish_every, publish_interval_s=args.publish_interval)
+    version = learner.start()
+    print(f"learning from {state.feedback_stream} at {args.state}; continuing from version {version}",
+          file=sys.stderr, flush=True)
+    try:
+        learner.run(idle_exit_s=args.idle_exit)
+    finally:
+        print(f"learner stopped: {learner.stats}", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,219 @@
+"""RedisState against a real redis-server: leases, shared service times, outages, checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from mixllm_router import Candidate, ConfigError, FeedbackError, MixLLMRouter, SharedStateError
+from mixllm_router.encoders import HashingEncoder
+from mixllm_router.state import InProcessState, RedisState, SharedStateWarning, connect
+from mixllm_router.state.redis import seq_from_stream_id
+
+pytestmark = pytest.mark.filterwarnings("ignore::mixllm_router.state.SharedStateWarning")
+
+
+@pytest.fixture()
+def checkpoint(tmp_path, synthetic_data):
+    """A fitted router on disk; math-pro serves one request at a time."""
+    candidates = [Candidate(name="math-pro", max_concurrency=1), "poet", "cheap"]
+    router = MixLLMRouter(candidates, encoder=HashingEncoder(), prior_strength=1.0, calibration_folds=3)
+    router.fit(synthetic_data)
+    return router.save(tmp_path / "ckpt")
+
+
+def worker(checkpoint, url, **options):
+    router = MixLLMRouter.load(checkpoint, encoder=HashingEncoder())
+    options.setdefault("namespace", "t")
+    router.share_state(url, **options)
+    return router
+
+
+# ---------------------------------------------------------------------------------------- config
+def test_connect_chooses_the_backend_and_rejects_bad_input(redis_url):
+    assert isinstance(connect(None), InProcessState)
+    assert isinstance(connect("memory://"), InProcessState)
+    state = connect(redis_url, namespace="x")
+    assert isinstance(state, RedisState) and state.key("feedback") == "{x}:feedback"
+    assert connect(state) is state
+    with pytest.raises(ConfigError, match="unknown state"):
+        connect("http://localhost:6379")
+    with pytest.raises(ConfigError, match="lease_s"):
+        RedisState(redis_url, lease_s=0)
+    with pytest.raises(ConfigError, match="bogus"):
+        RedisState(redis_url, bogus=1)
+    with pytest.raises(ConfigError, match="no options"):
+        connect(None, lease_s=3)
+
+
+def test_stream_ids_become_increasing_sequence_numbers():
+    assert seq_from_stream_id(b"1700000000000-0") == 1_700_000_000_000_000_000
+    assert seq_from_stream_id("1700000000000-7") == 1_700_000_000_000_000_007
+    ids = ["1-0", "1-1", "1-999", "2-0"]
+    assert [seq_from_stream_id(i) for i in ids] == sorted(seq_from_stream_id(i) for i in ids)
+
+
+# ---------------------------------------------------------------------------------------- load
+def test_a_request_in_one_worker_makes_the_other_wait(checkpoint, redis_url):
+    a, b = worker(checkpoint, redis_url), worker(checkpoint, redis_url)
+    assert b.load_tracker.waits(["math-pro"])[0] == 0.0
+    ticket = a.load_tracker.start("math-pro")
+    wait = b.load_tracker.waits(["math-pro"])[0]
+    assert wait > 0.0  # b's only slot of math-pro is taken by a's request
+    assert b.state.status().remote_in_flight == {"math-pro": 1}
+    decision = b.route("Solve this integral problem number 3: compute the integral value step by step.")
+    assert decision.score_of("math-pro").wait_s == pytest.approx(wait, abs=0.5)
+    a.load_tracker.finish(ticket, output_tokens=40)
+    assert b.load_tracker.waits(["math-pro"])[0] == 0.0
+    assert b.load_tracker.estimate("math-pro").n_obs == 1  # a's service time taught b
+    a.state.close(), b.state.close()
+
+
+def test_own_requests_are_not_counted_twice(checkpoint, redis_url):
+    a = worker(checkpoint, redis_url)
+    ticket = a.load_tracker.start("poet")
+    a.load_tracker.waits(["poet"])
+    assert a.load_tracker.in_flight("poet") == 1
+    a.load_tracker.finish(ticket)
+    a.state.close()
+
+
+def test_a_killed_worker_leaves_no_load_after_its_lease(checkpoint, redis_url):
+    """A worker SIGKILLed with requests in flight: its load is gone within lease_s."""
+    lease = 1.0
+    script = textwrap.dedent(f"""
+        import sys, time
+        from mixllm_router import MixLLMRouter
+        from mixllm_router.encoders import HashingEncoder
+        router = MixLLMRouter.load({str(checkpoint)!r}, encoder=HashingEncoder())
+        router.share_state({redis_url!r}, namespace="t", lease_s={lease})
+        for _ in range(3):
+            router.load_tracker.start("math-pro")
+        print("started", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        b = worker(checkpoint, redis_url)
+        b.load_tracker.waits(["math-pro"])
+        assert b.load_tracker.in_flight("math-pro") == 3
+        time.sleep(lease * 1.5)  # still alive: the heartbeat renews the leases
+        b.load_tracker.waits(["math-pro"])
+        assert b.load_tracker.in_flight("math-pro") == 3
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        while b.load_tracker.in_flight("math-pro") and time.monotonic() - killed < 5 * lease:
+            time.sleep(0.05)
+            b.load_tracker.waits(["math-pro"])
+        gone_after = time.monotonic() - killed
+        assert b.load_tracker.in_flight("math-pro") == 0
+        assert gone_after <= lease + 0.5
+        b.state.close()
+    finally:
+        proc.kill()
+
+
+# ---------------------------------------------------------------------------------------- outages
+def test_routing_survives_a_redis_restart_and_converges(checkpoint, redis_server, redis_url):
+    a, b = worker(checkpoint, redis_url, retry_s=0.2, lease_s=0.6), worker(checkpoint, redis_url, retry_s=0.2, lease_s=0.6)
+    ticket = a.load_tracker.start("math-pro")
+    assert b.load_tracker.waits(["math-pro"])[0] > 0
+    query = "Write a haiku poem number 4 about the sea, with a haiku rhyme scheme."
+    decision = b.route(query)
+    redis_server.stop()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(20):  # routing never fails while Redis is down
+            b.route(query)
+            a.route(query)
+        seq = b.feedback(decision.decision_id, True)
+    assert any(issubclass(w.category, SharedStateWarning) and "unreachable" in str(w.message) for w in caught)
+    assert seq == 0 and b.state.status().buffered_feedback == 1
+    status = b.state.status()
+    assert not status.connected and status.outages == 1
+    assert b.load_tracker.waits(["math-pro"])[0] == 0.0  # stale remote leases are dropped, not trusted
+    redis_server.start()  # same port, same data folder (append-only file)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (b.state.status().buffered_feedback or not b.state.status().connected
+                                           or b.load_tracker.waits(["math-pro"])[0] == 0.0):
+        time.sleep(0.1)
+        b.route(query)
+    assert b.state.status().connected and b.state.status().buffered_feedback == 0
+    assert b.load_tracker.waits(["math-pro"])[0] > 0  # a re-took its lease: b sees the load again
+    import redis
+
+    assert redis.Redis.from_url(redis_url).xlen(b.state.feedback_stream) == 1  # the buffered event arrived
+    a.load_tracker.finish(ticket)
+    a.state.close(), b.state.close()
+
+
+def test_feedback_buffer_is_bounded(checkpoint, redis_url):
+    a = worker(checkpoint, "redis://127.0.0.1:1/0", feedback_buffer=1, retry_s=30, socket_timeout_s=0.2)
+    query = "Write a haiku poem number 4 about the sea, with a haiku rhyme scheme."
+    first, second = a.route(query), a.route(query)
+    assert a.feedback(first.decision_id, 1.0) == 0
+    with pytest.raises(FeedbackError, match="buffered"):
+        a.feedback(second.decision_id, 0.0)
+    a.state.close()
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+def test_publish_and_fetch_round_trip(checkpoint, redis_url, synthetic_data):
+    a = worker(checkpoint, redis_url)
+    state: RedisState = a.state  # type: ignore[assignment]
+    with pytest.raises(SharedStateError, match="no checkpoint"):
+        state.fetch_checkpoint()
+    v1 = state.publish_checkpoint(a)
+    v2 = state.publish_checkpoint(a)
+    assert (v1, v2) == (1, 2) and state.latest_version() == 2
+    version, loaded = state.fetch_checkpoint(encoder=HashingEncoder())
+    queries = ["Solve this matrix problem number 1: compute the matrix value step by step."]
+    assert version == 2
+    np.testing.assert_allclose(loaded.predict(queries).quality, a.predict(queries).quality)
+    a.state.close()
+
+
+def test_workers_swap_in_new_versions_while_routing(checkpoint, redis_url, synthetic_data):
+    """A worker routing from several threads while versions are published: no route fails, and the
+    worker ends on the newest version."""
+    publisher = worker(checkpoint, redis_url)
+    busy = worker(checkpoint, redis_url, checkpoint_poll_s=0.01)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    queries = synthetic_data.queries[:20]
+
+    def route_forever() -> None:
+        while not stop.is_set():
+            try:
+                busy.route_batch(queries)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=route_forever) for _ in range(3)]
+    for t in threads:
+        t.start()
+    rng = np.random.default_rng(0)
+    last = 0
+    for _ in range(5):
+        for model in publisher.predictors_.values():  # a visibly different model each time
+            model.linear.b = model.linear.b + rng.normal(size=model.linear.b.shape)
+        last = publisher.state.publish_checkpoint(publisher)
+        time.sleep(0.1)
+    assert busy.state.wait_for_version(last, timeout_s=10)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert busy.state.status().checkpoint_version == last
+    np.testing.assert_allclose(busy.predict(queries).quality, publisher.predict(queries).quality)
+    publisher.state.close(), busy.state.close()
