@@ -1,7 +1,8 @@
 """A real ``redis-server`` on 127.0.0.1 for tests and benchmarks, started and stopped at will.
 
-It runs with append-only persistence (``appendfsync always``) in its own folder, so ``stop()`` then
-``start()`` brings the same data back on the same port: a restart, as in production.
+It runs with append-only persistence (``appendfsync everysec``, as most deployments do; ``stop()``
+is a clean shutdown, which flushes it) in its own folder, so ``stop()`` then ``start()`` brings the
+same data back on the same port: a restart, as in production.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no",
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
                 "--logfile", str(self.folder / "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
