@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["CandidateScore", "DecisionLog", "DecisionRecord", "RoutingDecision", "new_decision_id"]
+__all__ = ["CandidateScore", "DecisionLog", "DecisionMirror", "DecisionRecord", "RoutingDecision", "new_decision_id"]
 
 
 def new_decision_id() -> str:
@@ -110,6 +110,40 @@ class DecisionRecord:
     latency_s: float | None = None
     cost_usd: float | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form (the embedding as base64 little-endian float32), for a shared store."""
+        import base64
+
+        import numpy as np
+
+        d = asdict(self)
+        d["embedding"] = base64.b64encode(np.ascontiguousarray(self.embedding, dtype="<f4").tobytes()).decode("ascii")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DecisionRecord:
+        """Inverse of :meth:`to_json`; raises KeyError/ValueError/TypeError on a malformed record."""
+        import base64
+
+        import numpy as np
+
+        fields = dict(d)
+        fields["embedding"] = np.frombuffer(base64.b64decode(fields["embedding"]), dtype="<f4").astype(np.float32)
+        return cls(**fields)
+
+
+class DecisionMirror(Protocol):
+    """A store shared by several processes that keeps a copy of each decision (see DecisionLog)."""
+
+    def put_decision(self, record: DecisionRecord) -> None:
+        """Store (or overwrite) a decision; may be written behind, must not raise."""
+
+    def put_alias(self, alias: str, decision_id: str) -> None:
+        """Store an alias of a decision; must not raise."""
+
+    def fetch_decision(self, key: str) -> DecisionRecord | None:
+        """A decision by id or alias stored by any process, or None; must not raise."""
+
 
 class DecisionLog:
     """A bounded, thread-safe map of recent decisions (oldest evicted first).
@@ -126,6 +160,8 @@ class DecisionLog:
         self._records: OrderedDict[str, DecisionRecord] = OrderedDict()
         self._aliases: dict[str, str] = {}
         self._lock = threading.Lock()
+        #: a shared copy (set by a shared state): writes go through to it, local misses are looked up there
+        self.mirror: DecisionMirror | None = None
 
     def add(self, record: DecisionRecord) -> None:
         with self._lock:
@@ -134,17 +170,29 @@ class DecisionLog:
                 old_id, _ = self._records.popitem(last=False)
                 for alias in [a for a, d in self._aliases.items() if d == old_id]:
                     del self._aliases[alias]
+        mirror = self.mirror
+        if mirror is not None:
+            mirror.put_decision(record)
 
     def alias(self, alias: str, decision_id: str) -> None:
         with self._lock:
-            if decision_id in self._records:
+            known = decision_id in self._records
+            if known:
                 self._aliases[str(alias)] = decision_id
+        mirror = self.mirror
+        if known and mirror is not None:
+            mirror.put_alias(str(alias), decision_id)
 
     def get(self, key: str) -> DecisionRecord | None:
+        """The decision with this id or alias: this process's first, then the shared copy's."""
         key = str(key)
         with self._lock:
             decision_id = self._aliases.get(key, key)
-            return self._records.get(decision_id)
+            record = self._records.get(decision_id)
+        mirror = self.mirror
+        if record is None and mirror is not None:
+            record = mirror.fetch_decision(key)
+        return record
 
     def update(self, decision_id: str, **fields: Any) -> None:
         with self._lock:
@@ -152,6 +200,9 @@ class DecisionLog:
             if record is not None:
                 for k, v in fields.items():
                     setattr(record, k, v)
+        mirror = self.mirror
+        if record is not None and mirror is not None:
+            mirror.put_decision(record)
 
     def __len__(self) -> int:
         return len(self._records)

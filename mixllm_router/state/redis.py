@@ -16,8 +16,14 @@ process's. All times are the Redis server's (``TIME``), so machines need no sync
 workers read the others' entries and learn from them as if they had served them (the service
 estimate and the recent finishes of the residual-time rule).
 
-**Feedback.** ``router.feedback`` validates the event locally (the decision log is per process),
-then appends it to the stream ``{ns}:feedback`` instead of applying it. The stream entry id, which
+**Decisions.** Each decision (its embedding, the candidate that answered, tokens, cost) is copied
+to ``{ns}:decision:<id>`` (and framework aliases such as LangChain run ids to ``{ns}:alias:<alias>``)
+by a writer thread, so routing never waits on it, and expires after ``decision_ttl_s``. Feedback
+can then arrive at any worker, not only the one that routed; about 2 KB per decision with MiniLM.
+
+**Feedback.** ``router.feedback`` validates the event (finding the decision locally or in Redis),
+then appends it to the stream ``{ns}:feedback`` instead of applying it; a marker
+``{ns}:rated:<id>`` set in the same script makes "each decision is rated once" hold across workers. The stream entry id, which
 Redis makes strictly increasing, gives the event its sequence number
 ``seq = milliseconds · 10⁶ + counter``. One :class:`~mixllm_router.state.FeedbackLearner` consumes the
 stream in a consumer group, applies each event, publishes a new checkpoint version and only then
@@ -68,6 +74,7 @@ from .._exceptions import ConfigError, FeedbackError, SharedStateError
 from .base import SharedState, SharedStateWarning, StateStatus
 
 if TYPE_CHECKING:
+    from ..decision import DecisionRecord
     from ..encoders import QueryEncoder
     from ..learning import FeedbackEvent
     from ..load import LoadTicket, LoadTracker
@@ -105,6 +112,13 @@ end
 return out
 """
 
+# Append a feedback event unless its decision was already rated (by any worker).
+# KEYS: rated marker, feedback stream   ARGV: payload, marker ttl seconds.  Returns the entry id or false.
+_FEEDBACK = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return false end
+return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
+"""
+
 _SKIP = object()  # what a guarded call returns when the store is down
 
 
@@ -134,6 +148,8 @@ class RedisStateSettings(BaseModel):
     feedback_buffer: int = Field(default=10_000, ge=0, description="Feedback events kept while the store is down.")
     service_window: int = Field(default=1000, ge=1, description="Finished requests kept per candidate stream.")
     keep_old_s: float = Field(default=300.0, gt=0, description="Superseded checkpoint versions expire after this.")
+    share_decisions: bool = Field(default=True, description="Copy decisions to Redis so feedback works from any worker.")
+    decision_ttl_s: float = Field(default=3600.0, gt=0, description="Shared decisions (and rated marks) expire after this.")
     worker_id: str | None = Field(default=None, description="This process's name in leases (default host-pid-random).")
 
 
@@ -172,12 +188,17 @@ class RedisState(SharedState):
         self._prefix = "{" + self.settings.namespace + "}"
         self._lease_script = client.register_script(_LEASE)
         self._sync_script = client.register_script(_SYNC)
+        self._feedback_script = client.register_script(_FEEDBACK)
         self._lock = threading.Lock()  # guards the fields below
         self._sync_lock = threading.Lock()  # one sync at a time; others skip (the hot path never queues)
         self._live: dict[int, tuple[LoadTicket, float]] = {}  # ticket id -> (ticket, monotonic start)
-        self._buffer: deque[str] = deque()  # feedback payloads waiting for the store
+        self._buffer: deque[tuple[str, str]] = deque()  # (decision id, feedback payload) waiting for the store
         self._service_ids: dict[str, bytes] = {}  # candidate -> last service-stream id read
         self._remote_counts: dict[str, int] = {}
+        self._unsent_decisions: dict[str, DecisionRecord] = {}  # written behind by the writer thread
+        self._unsent_aliases: dict[str, str] = {}
+        self._write = threading.Event()
+        self._writer: threading.Thread | None = None
         self._next_sync = 0.0
         self._next_poll = 0.0
         self._down_until = 0.0
@@ -254,11 +275,14 @@ class RedisState(SharedState):
         """After an outage: every live lease again, then the buffered feedback, then a sync."""
         self._renew_leases()
         self._flush_feedback()
+        self._write.set()  # decisions queued during the outage
         self._next_sync = self._next_poll = 0.0
 
     # -- binding and the heartbeat -------------------------------------------------------------------
     def bind(self, router: MixLLMRouter) -> None:
         self._router = router
+        if self.settings.share_decisions:
+            router.decisions.mirror = self
         self._ensure_heartbeat()
 
     def _ensure_heartbeat(self) -> None:
@@ -271,6 +295,10 @@ class RedisState(SharedState):
             self._stop.clear()
             self._heartbeat = threading.Thread(target=self._beat, name=f"mixllm-redis-{self.worker_id}", daemon=True)
             self._heartbeat.start()
+        if self.settings.share_decisions and (self._writer is None or not self._writer.is_alive()):
+            self._writer = threading.Thread(target=self._write_loop, name=f"mixllm-redis-writer-{self.worker_id}",
+                                            daemon=True)
+            self._writer.start()
 
     def _beat(self) -> None:
         period = self.settings.lease_s / 3.0
@@ -284,11 +312,13 @@ class RedisState(SharedState):
             self._flush_feedback()
 
     def close(self) -> None:
-        """Stop the heartbeat and drop this worker's leases (best effort)."""
+        """Write what is pending, stop the threads and drop this worker's leases (best effort)."""
         self._stop.set()
-        thread = self._heartbeat
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2.0)
+        self._write.set()
+        for thread in (self._heartbeat, self._writer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+        self._write_decisions()
         with self._lock:
             live = list(self._live.values())
             self._live.clear()
@@ -303,6 +333,8 @@ class RedisState(SharedState):
         router = self._router
         if router is not None and router.load_tracker.sharing is self:
             router.load_tracker.attach(None)
+        if router is not None and router.decisions.mirror is self:
+            router.decisions.mirror = None
 
     # -- load ----------------------------------------------------------------------------------------
     def _lease_args(self, ticket: LoadTicket, started: float) -> list[Any]:
@@ -434,13 +466,80 @@ class RedisState(SharedState):
         latest = int(replies[-1]) if poll and replies[-1] is not None else 0
         return remote, finishes, latest
 
+    # -- decisions (DecisionMirror) -----------------------------------------------------------------
+    def put_decision(self, record: DecisionRecord) -> None:
+        """Queue a copy of the decision for the writer thread (routing never waits on Redis)."""
+        with self._lock:
+            self._unsent_decisions[record.decision_id] = record
+        self._write.set()
+
+    def put_alias(self, alias: str, decision_id: str) -> None:
+        with self._lock:
+            self._unsent_aliases[alias] = decision_id
+        self._write.set()
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._write.wait(timeout=1.0)
+            self._write.clear()
+            if time.monotonic() >= self._down_until:
+                self._write_decisions()
+
+    def _write_decisions(self) -> None:
+        with self._lock:
+            records, self._unsent_decisions = self._unsent_decisions, {}
+            aliases, self._unsent_aliases = self._unsent_aliases, {}
+        if not records and not aliases:
+            return
+        ttl = int(self.settings.decision_ttl_s)
+
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for decision_id, record in records.items():
+                pipe.set(self.key("decision", decision_id), json.dumps(record.to_json(), separators=(",", ":")), ex=ttl)
+            for alias, decision_id in aliases.items():
+                pipe.set(self.key("alias", alias), decision_id, ex=ttl)
+            pipe.execute()
+
+        if self._guard("share decisions", write) is _SKIP:
+            with self._lock:  # keep them for the next try, newer versions first
+                self._unsent_decisions = {**records, **self._unsent_decisions}
+                self._unsent_aliases = {**aliases, **self._unsent_aliases}
+
+    def fetch_decision(self, key: str) -> DecisionRecord | None:
+        """A decision another worker made, by id or alias (None when unknown, expired or unreachable)."""
+        from ..decision import DecisionRecord
+
+        def fetch() -> bytes | None:
+            target = self.client.get(self.key("alias", key))
+            return self.client.get(self.key("decision", target.decode() if target else key))
+
+        raw = self._guard("fetch a decision", fetch)
+        if raw is _SKIP or raw is None:
+            return None
+        try:
+            return DecisionRecord.from_json(json.loads(raw))  # type: ignore[arg-type]
+        except (KeyError, ValueError, TypeError) as exc:
+            with self._lock:
+                self._errors += 1
+                self._last_error = f"malformed shared decision {key!r}: {exc}"
+            return None
+
     # -- feedback ------------------------------------------------------------------------------------
     def publish_feedback(self, event: FeedbackEvent) -> int:
+        """Append the event to the shared stream; its entry id gives the sequence number.
+
+        Raises :class:`FeedbackError` when another worker already sent feedback for the same
+        decision, or when Redis is down and the buffer is full; returns 0 when buffered.
+        """
         payload = json.dumps(event.to_json(), separators=(",", ":"))
         if self._buffer:  # keep the order: older buffered events go first
             self._flush_feedback()
         if not self._buffer:
-            entry_id = self._guard("feedback", lambda: self.client.xadd(self.feedback_stream, {"event": payload}))
+            entry_id = self._guard("feedback", lambda: self._append_feedback(event.decision_id, payload))
+            if entry_id is None:
+                raise FeedbackError(f"decision {event.decision_id} already received feedback (in some worker); "
+                                    "each decision is rated once")
             if entry_id is not _SKIP:
                 return seq_from_stream_id(entry_id)  # type: ignore[arg-type]
         with self._lock:
@@ -449,19 +548,25 @@ class RedisState(SharedState):
                     f"Redis at {self.url} is unreachable and {len(self._buffer)} feedback events are already "
                     "buffered (feedback_buffer); this one was not recorded"
                 )
-            self._buffer.append(payload)
+            self._buffer.append((event.decision_id, payload))
         return 0
+
+    def _append_feedback(self, decision_id: str, payload: str) -> bytes | None:
+        return self._feedback_script(  # type: ignore[no-any-return]
+            keys=[self.key("rated", decision_id), self.feedback_stream],
+            args=[payload, int(self.settings.decision_ttl_s)])
 
     def _flush_feedback(self) -> None:
         while True:
             with self._lock:
                 if not self._buffer:
                     return
-                payload = self._buffer[0]
-            if self._guard("feedback", lambda: self.client.xadd(self.feedback_stream, {"event": payload})) is _SKIP:
+                decision_id, payload = self._buffer[0]
+            # a decision rated elsewhere meanwhile comes back None: dropped, like any double rating
+            if self._guard("feedback", lambda: self._append_feedback(decision_id, payload)) is _SKIP:
                 return
             with self._lock:
-                if self._buffer and self._buffer[0] is payload:
+                if self._buffer and self._buffer[0][1] is payload:
                     self._buffer.popleft()
 
     # -- checkpoints ---------------------------------------------------------------------------------

@@ -217,3 +217,26 @@ def test_workers_swap_in_new_versions_while_routing(checkpoint, redis_url, synth
     assert busy.state.status().checkpoint_version == last
     np.testing.assert_allclose(busy.predict(queries).quality, publisher.predict(queries).quality)
     publisher.state.close(), busy.state.close()
+
+
+# ---------------------------------------------------------------------------------------- decisions
+def test_feedback_reaches_the_stream_from_a_worker_that_did_not_route(checkpoint, redis_url):
+    import json
+
+    import redis
+
+    a, b = worker(checkpoint, redis_url), worker(checkpoint, redis_url)
+    decision = a.route("Write a sonnet poem number 7 about the sea, with a sonnet rhyme scheme.")
+    a.decisions.update(decision.decision_id, answered_by="cheap", output_tokens=33)
+    a.decisions.alias("run-123", decision.decision_id)
+    a.state.close()  # flushes the decision writer
+    assert b.feedback("run-123", 0.75) > 0  # by the LangChain-style alias, in another worker
+    with pytest.raises(FeedbackError, match="already received feedback"):
+        worker(checkpoint, redis_url).feedback(decision.decision_id, 1.0)  # a third worker: still once
+    (entry_id, fields), = redis.Redis.from_url(redis_url).xrange("{t}:feedback")
+    event = json.loads(fields[b"event"])
+    assert (event["decision_id"], event["candidate"], event["score"], event["output_tokens"]) == (
+        decision.decision_id, "cheap", 0.75, 33)
+    with pytest.raises(FeedbackError, match="no routing decision"):
+        b.feedback("never-routed", 1.0)
+    b.state.close()
