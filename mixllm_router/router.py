@@ -825,11 +825,23 @@ class MixLLMRouter:
         self.learning.restore(self, meta, arrays)
 
     @classmethod
-    def load(cls, path: str | Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:
-        """Load a checkpoint written by :meth:`save`; never unpickles anything."""
+    def load(
+        cls, path: str | Path, *, encoder: QueryEncoder | None = None, state: SharedState | str | None = None,
+        **state_options: Any,
+    ) -> MixLLMRouter:
+        """Load a checkpoint written by :meth:`save`; never unpickles anything.
+
+        ``state`` (a ``redis://`` URL or a :class:`~mixllm_router.state.SharedState`, with
+        ``state_options``) shares the loaded router's live state at once (:meth:`share_state`).
+        """
         from .checkpoint import load_router
 
-        return load_router(cls, Path(path), encoder=encoder)
+        router = load_router(cls, Path(path), encoder=encoder)
+        if state is not None:
+            router.share_state(state, **state_options)
+        elif state_options:
+            raise ConfigError(f"state options {sorted(state_options)} given without state=")
+        return router
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"

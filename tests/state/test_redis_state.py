@@ -30,10 +30,8 @@ def checkpoint(tmp_path, synthetic_data):
 
 
 def worker(checkpoint, url, **options):
-    router = MixLLMRouter.load(checkpoint, encoder=HashingEncoder())
     options.setdefault("namespace", "t")
-    router.share_state(url, **options)
-    return router
+    return MixLLMRouter.load(checkpoint, encoder=HashingEncoder(), state=url, **options)
 
 
 # ---------------------------------------------------------------------------------------- config
