@@ -327,6 +327,35 @@ class MixLLMRouter:
         grid = default_cost_weights(float(np.mean(cost[complete])))
         return sweep(q_oof, c_oof, quality[complete], cost[complete], ref, grid)
 
+    def recalibrate(self, queries: Sequence[str], *, embeddings: np.ndarray | None = None) -> TradeoffCurve:
+        """Re-solve the ``cost_share`` → λ map on recent, unlabelled queries with the current predictors.
+
+        Why: ``fit`` calibrates ``cost_share`` on held-out training predictions against recorded
+        costs. Once feedback moves the predictors (or traffic drifts), the same λ buys another
+        spend: on the RouterBench replay a λ fixed at 25% of GPT-4's cost slid to 7% while the
+        router learnt (docs/online_learning.md). Live queries have no recorded outcome for every
+        candidate, so each λ's spend is estimated from the predictions themselves::
+
+            pick_i(λ) = argmax_l q̂_il − λ·ĉ_il
+            cost share(λ)    = Σ_i ĉ[i, pick_i] / Σ_i ĉ[i, ref]
+            quality share(λ) = mean_i q̂[i, pick_i] / mean_i q̂[i, ref]
+
+        over a λ grid scaled to the queries' predicted costs; the curve replaces ``calibration_``,
+        so ``route(q, cost_share=s)`` again aims at ``s``. Call it every few hundred decisions on
+        the last few hundred queries (the replay does, with ``recalibrate_every``).
+        """
+        if self.reference_ is None or self.reference_ not in self.pool:
+            raise ConfigError(f"recalibrate needs the reference candidate {self.reference_!r} in the pool")
+        if len(queries) < 2:
+            raise DataError(f"recalibrate needs at least 2 queries, got {len(queries)}")
+        preds = self.predict(queries, embeddings=embeddings)
+        ref = preds.names.index(self.reference_)
+        grid = default_cost_weights(float(np.mean(preds.cost)))
+        curve = sweep(preds.quality, preds.cost, preds.quality, preds.cost, ref, grid)
+        with self.learning.lock:
+            self.calibration_ = curve
+        return curve
+
     def out_of_fold(
         self,
         names: list[str],

@@ -185,3 +185,24 @@ def test_thompson_exploration_samples_around_the_greedy_choice(synthetic_data, h
     assert routes(exploration_policy="thompson", thompson_scale=1.0) == sampled  # seeded
     with pytest.raises(ConfigError):
         MixLLMRouter(exploration_policy="epsilon")
+
+
+def test_recalibrate_holds_the_cost_share_on_new_queries(fitted_router, synthetic_data):
+    """After recalibrate, the λ for a share spends about that share of the reference's predicted cost
+    on the queries it was solved on, with no outcome labels."""
+    from mixllm_router.tradeoff import pick
+
+    queries = synthetic_data.queries[::2]
+    fitted_router.recalibrate(queries)
+    preds = fitted_router.predict(queries)
+    ref = preds.names.index(fitted_router.reference_)
+    rows = np.arange(len(queries))
+    for share in (0.2, 0.5, 0.9):
+        lam = fitted_router.resolve_cost_weight(cost_share=share)
+        chosen = pick(preds.quality, preds.cost, lam)
+        spent = preds.cost[rows, chosen].sum() / preds.cost[:, ref].sum()
+        assert spent <= share + 1e-9
+    # a larger share buys more quality (or the same)
+    assert fitted_router.resolve_cost_weight(cost_share=0.9) <= fitted_router.resolve_cost_weight(cost_share=0.2)
+    with pytest.raises(DataError, match="at least 2"):
+        fitted_router.recalibrate(queries[:1])

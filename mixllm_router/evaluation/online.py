@@ -238,10 +238,13 @@ class OnlineReport:
     holdout: HoldoutResult | None = None
     window: int = 300
     thompson: float = 0.0  # σ of Thompson-sampling exploration (0: the router's UCB routing)
+    recalibrate_every: int = 0  # the online router re-solves λ every this many events (0: λ fixed)
 
     def table(self) -> str:
+        knob = (f"λ re-solved every {self.recalibrate_every} events for" if self.recalibrate_every
+                else "λ fixed at")
         lines = [
-            f"online vs frozen, λ fixed at cost_share={self.cost_share:g} of {self.reference}; "
+            f"online vs frozen, {knob} cost_share={self.cost_share:g} of {self.reference}; "
             f"label noise {self.label_noise:g}; exploration "
             f"{f'Thompson σ={self.thompson:g}' if self.thompson else 'UCB α=' + str(self.config.get('exploration'))}; test part of the stream (quality and cost, % of {self.reference})",
             f"{'offline':>7} {'events':>6} {'online Q':>8} {'frozen Q':>8} {'ΔQ':>6} {'online C':>8} "
@@ -299,6 +302,7 @@ class OnlineReport:
             "cost_share": self.cost_share,
             "label_noise": self.label_noise,
             "thompson": self.thompson,
+            "recalibrate_every": self.recalibrate_every,
             "config": self.config,
             "shares": [
                 {**clean(r.summary()), "cost_weight": r.cost_weight, "auc_events": r.auc_events,
@@ -366,12 +370,16 @@ def _stream(
     label_noise: float,
     on_event: Any = None,
     thompson: float = 0.0,
+    recalibrate_every: int = 0,
+    cost_share: float | None = None,
 ) -> tuple[StreamTrace, float, float]:
     """Route (and with ``learn``, give feedback on) every query in order.
 
     With ``thompson > 0`` the online router explores by Thompson sampling
     (:func:`~mixllm_router.learning.thompson_scores` on its predictions) instead of its UCB bonus,
     and the sampled candidate is routed through the public API (``candidates=[choice]``).
+    With ``recalibrate_every = N > 0`` the learning router re-solves λ for ``cost_share`` every N
+    events on the last N queries (:meth:`MixLLMRouter.recalibrate`): it holds its budget.
     """
     from ..learning import thompson_scores
 
@@ -389,6 +397,9 @@ def _stream(
         for i in range(n):
             if on_event is not None:
                 on_event(i)
+            if recalibrate_every and i and i % recalibrate_every == 0 and cost_share is not None:
+                router.recalibrate(queries[i - recalibrate_every : i], embeddings=emb[i - recalibrate_every : i])
+                lam = router.resolve_cost_weight(cost_share=cost_share)
             t0 = time.perf_counter()
             if thompson:
                 p = router.predict([queries[i]], embeddings=emb[i : i + 1])
@@ -419,6 +430,7 @@ def simulate_online(
     cost_share: float = 0.25,
     label_noise: float = 0.0,
     thompson: float = 0.0,
+    recalibrate_every: int = 0,
     config: RouterConfig | dict[str, Any] | None = None,
     encoder: QueryEncoder | None = None,
     reference: str | None = None,
@@ -432,6 +444,8 @@ def simulate_online(
     """Run the replay simulation described in the module docstring."""
     if not 0 <= label_noise < 0.5:
         raise ConfigError(f"label_noise must be in [0, 0.5), got {label_noise}")
+    if recalibrate_every < 0 or recalibrate_every == 1:
+        raise ConfigError(f"recalibrate_every must be 0 (off) or >= 2, got {recalibrate_every}")
     if not shares or not all(0 < s < 1 for s in shares):
         raise ConfigError(f"offline shares must be in (0, 1), got {list(shares)}")
     cfg = make_config(config)
@@ -487,7 +501,8 @@ def simulate_online(
         log(f"offline share {share:.0%}: {n_off} offline queries, streaming {len(stream_q)} ...")
         online_trace, t_route, t_fb = _stream(online, stream_q, stream_e, stream_quality, stream_cost, lam,
                                               learn=True, rng=rng, label_noise=label_noise, on_event=checkpoint,
-                                              thompson=thompson)
+                                              thompson=thompson, recalibrate_every=recalibrate_every,
+                                              cost_share=cost_share)
         frozen_curve, frozen_choices = _frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
                                                      np.concatenate([grid, [lam]]))
         full = fitted(order, names)  # full-information ceiling: every training query, every candidate
@@ -515,7 +530,7 @@ def simulate_online(
         )
     return OnlineReport(reference=reference, cost_share=cost_share, label_noise=label_noise,
                         config=cfg.model_dump(mode="json"), shares=results, holdout=holdout_result,
-                        thompson=thompson)
+                        thompson=thompson, recalibrate_every=recalibrate_every)
 
 
 def _holdout(
@@ -634,6 +649,8 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--exploration", type=float, help="α of the uncertainty bonus")
     p.add_argument("--thompson", type=float, default=0.0,
                    help="explore by Thompson sampling with this σ instead of the UCB bonus (0: off)")
+    p.add_argument("--recalibrate-every", dest="recalibrate_every", type=int, default=0,
+                   help="the online router re-solves λ for --cost-share every N events on the last N queries (0: off)")
     p.add_argument("--holdout", help="a candidate to leave out of training and add live (e.g. zero-one-ai/Yi-34B-Chat)")
     p.add_argument("--holdout-share", dest="holdout_share", type=float, default=0.3)
     p.add_argument("--holdout-prior", dest="holdout_prior", default="similar",
@@ -665,7 +682,7 @@ def run_simulate_online(args: argparse.Namespace) -> int:
     prior = None if args.holdout_prior == "none" else args.holdout_prior
     report = simulate_online(
         train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise, thompson=args.thompson,
-        config=config, encoder=_encoder_from_args(args), reference=args.reference_model, holdout=args.holdout,
+        recalibrate_every=args.recalibrate_every, config=config, encoder=_encoder_from_args(args), reference=args.reference_model, holdout=args.holdout,
         holdout_share=args.holdout_share, holdout_prior=prior, eval_every=args.eval_every, seed=args.seed,
         show_progress=True,
     )
