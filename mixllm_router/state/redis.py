@@ -326,8 +326,7 @@ class RedisState(SharedState):
             def drop() -> None:
                 pipe = self.client.pipeline(transaction=False)
                 for ticket, _ in live:
-                    pipe.zrem(self.key("inflight", ticket.name), self._member(ticket))
-                    pipe.hdel(self.key("inflight-info", ticket.name), self._member(ticket))
+                    self._drop_lease(pipe, ticket)
                 pipe.execute()
             self._guard("close", drop)
         router = self._router
@@ -337,6 +336,11 @@ class RedisState(SharedState):
             router.decisions.mirror = None
 
     # -- load ----------------------------------------------------------------------------------------
+    def _drop_lease(self, pipe: Any, ticket: LoadTicket) -> None:
+        member = self._member(ticket)
+        pipe.zrem(self.key("inflight", ticket.name), member)
+        pipe.hdel(self.key("inflight-info", ticket.name), member)
+
     def _lease_args(self, ticket: LoadTicket, started: float) -> list[Any]:
         tokens = "" if ticket.expected_tokens is None else repr(float(ticket.expected_tokens))
         return [self._member(ticket), self.settings.lease_s, max(time.monotonic() - started, 0.0), tokens]
@@ -354,12 +358,10 @@ class RedisState(SharedState):
                  ttft_s: float | None) -> None:
         with self._lock:
             self._live.pop(ticket.id, None)
-        member = self._member(ticket)
 
         def release() -> None:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zrem(self.key("inflight", ticket.name), member)
-            pipe.hdel(self.key("inflight-info", ticket.name), member)
+            self._drop_lease(pipe, ticket)
             if service_s is not None:
                 fields = {"w": self.worker_id, "s": repr(float(service_s)),
                           "st": "" if ticket.expected_tokens is None else repr(float(ticket.expected_tokens)),
@@ -388,8 +390,7 @@ class RedisState(SharedState):
             if gone:
                 pipe = self.client.pipeline(transaction=False)
                 for ticket in gone:
-                    pipe.zrem(self.key("inflight", ticket.name), self._member(ticket))
-                    pipe.hdel(self.key("inflight-info", ticket.name), self._member(ticket))
+                    self._drop_lease(pipe, ticket)
                 pipe.execute()
 
         self._guard("renew", renew)
