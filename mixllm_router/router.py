@@ -819,7 +819,8 @@ class MixLLMRouter:
         and the learner's model (feedback network, applied_seq). A route holds the same lock, so
         it sees the old model or the new one, never a mix.
         """
-        if other.encoder_fingerprint_ and self.encoder_fingerprint_ and other.encoder_fingerprint_ != self.encoder_fingerprint_:
+        theirs, ours = other.encoder_fingerprint_, self.encoder_fingerprint_
+        if theirs and ours and theirs != ours:
             raise CheckpointError(
                 f"the published router was trained with encoder {other.encoder_fingerprint_}, this one routes "
                 f"with {self.encoder_fingerprint_}: not swapped"

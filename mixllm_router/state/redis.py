@@ -23,9 +23,9 @@ can then arrive at any worker, not only the one that routed; about 2 KB per deci
 
 **Feedback.** ``router.feedback`` validates the event (finding the decision locally or in Redis),
 then appends it to the stream ``{ns}:feedback`` instead of applying it; a marker
-``{ns}:rated:<id>`` set in the same script makes "each decision is rated once" hold across workers. The stream entry id, which
-Redis makes strictly increasing, gives the event its sequence number
-``seq = milliseconds · 10⁶ + counter``. One :class:`~mixllm_router.state.FeedbackLearner` consumes the
+``{ns}:rated:<id>`` set in the same script makes "each decision is rated once" hold across
+workers. The stream entry id, which Redis makes strictly increasing, gives the event its sequence
+number ``seq = milliseconds · 10⁶ + counter``. One :class:`~mixllm_router.state.FeedbackLearner` consumes the
 stream in a consumer group, applies each event, publishes a new checkpoint version and only then
 acknowledges the events; the checkpoint carries ``applied_seq``, so an event delivered again after a
 learner crash is skipped (``seq ≤ applied_seq``): every event is applied exactly once in the
@@ -119,7 +119,20 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return false en
 return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
 """
 
-_SKIP = object()  # what a guarded call returns when the store is down
+class _Skipped:
+    """What a guarded call returns when the store is down (or the call failed)."""
+
+
+_SKIP = _Skipped()
+
+
+_Remote = dict[str, list[tuple[float, float | None]]]  # candidate -> [(age s, expected tokens)]
+_Finish = tuple[str, float, float | None, float | None, float | None]  # name, service s, tokens x2, ttft
+
+
+def _number(fields: dict[bytes, bytes], key: bytes) -> float | None:
+    raw = fields.get(key, b"")
+    return float(raw) if raw else None
 
 
 def seq_from_stream_id(stream_id: bytes | str) -> int:
@@ -140,7 +153,8 @@ class RedisStateSettings(BaseModel):
 
     namespace: str = Field(default="mixllm", min_length=1, description="Key prefix (one per deployment).")
     lease_s: float = Field(default=10.0, gt=0, description="A dead worker's load disappears within this time.")
-    sync_interval_s: float = Field(default=0.0, ge=0, description="Read the others' load at most this often (0: every route).")
+    sync_interval_s: float = Field(default=0.0, ge=0,
+                                   description="Read the others' load at most this often (0: every route).")
     checkpoint_poll_s: float = Field(default=1.0, gt=0, description="How often workers look for a newer checkpoint.")
     pick_up_checkpoints: bool = Field(default=True, description="Load newer published checkpoints in the background.")
     retry_s: float = Field(default=1.0, gt=0, description="After a connection error, leave the store alone this long.")
@@ -148,8 +162,10 @@ class RedisStateSettings(BaseModel):
     feedback_buffer: int = Field(default=10_000, ge=0, description="Feedback events kept while the store is down.")
     service_window: int = Field(default=1000, ge=1, description="Finished requests kept per candidate stream.")
     keep_old_s: float = Field(default=300.0, gt=0, description="Superseded checkpoint versions expire after this.")
-    share_decisions: bool = Field(default=True, description="Copy decisions to Redis so feedback works from any worker.")
-    decision_ttl_s: float = Field(default=3600.0, gt=0, description="Shared decisions (and rated marks) expire after this.")
+    share_decisions: bool = Field(default=True,
+                                  description="Copy decisions to Redis so feedback works from any worker.")
+    decision_ttl_s: float = Field(default=3600.0, gt=0,
+                                  description="Shared decisions (and rated marks) expire after this.")
     worker_id: str | None = Field(default=None, description="This process's name in leases (default host-pid-random).")
 
 
@@ -226,7 +242,7 @@ class RedisState(SharedState):
         return f"{self.worker_id}|{ticket.id}"
 
     # -- connection guard ----------------------------------------------------------------------------
-    def _guard(self, what: str, fn: Callable[[], T]) -> T | object:
+    def _guard(self, what: str, fn: Callable[[], T]) -> T | _Skipped:
         """Run ``fn`` unless the store is known down; a connection error marks it down."""
         if time.monotonic() < self._down_until:
             return _SKIP
@@ -408,9 +424,9 @@ class RedisState(SharedState):
             if poll:
                 self._next_poll = now + self.settings.checkpoint_poll_s
             result = self._guard("sync", lambda: self._sync_round_trip(names, poll))
-            if result is _SKIP:
+            if isinstance(result, _Skipped):
                 return
-            remote, finishes, latest = result  # type: ignore[misc]
+            remote, finishes, latest = result
             tracker.set_remote(remote)
             self._remote_counts = {name: len(entries) for name, entries in remote.items()}
             for name, service, started_tokens, out_tokens, ttft in finishes:
@@ -421,9 +437,8 @@ class RedisState(SharedState):
         finally:
             self._sync_lock.release()
 
-    def _sync_round_trip(self, names: list[str], poll: bool) -> tuple[dict[str, list[tuple[float, float | None]]],
-                                                                       list[tuple[str, float, float | None, float | None, float | None]],
-                                                                       int]:
+    def _sync_round_trip(self, names: list[str], poll: bool) -> tuple[_Remote, list[_Finish], int]:
+        """One round trip: the others' live leases, their new service times, the latest version."""
         keys: list[str] = []
         for name in names:
             keys += [self.key("inflight", name), self.key("inflight-info", name)]
@@ -438,32 +453,28 @@ class RedisState(SharedState):
         server = replies[0]
         server_now = float(server[0])
         own = (self.worker_id + "|").encode()
-        remote: dict[str, list[tuple[float, float | None]]] = {}
-        for name, flat in zip(names, server[1:]):
+        remote: _Remote = {}
+        for name, flat in zip(names, server[1:], strict=True):
             entries = []
-            for field, value in zip(flat[::2], flat[1::2]):
+            for field, value in zip(flat[::2], flat[1::2], strict=True):
                 if field.startswith(own):
                     continue
-                start, _, tokens = value.decode().partition("|")
-                entries.append((server_now - float(start), float(tokens) if tokens else None))
+                start, _, tokens = value.decode(errors="replace").partition("|")
+                with contextlib.suppress(ValueError):  # a malformed lease (another version?) counts for nothing
+                    entries.append((server_now - float(start), float(tokens) if tokens else None))
             if entries:
                 remote[name] = entries
-        finishes = []
+        finishes: list[_Finish] = []
         by_key = {self.key("service", name): name for name in names}
         for stream, entries in (replies[1] or []) if streams else []:
             name = by_key[stream.decode() if isinstance(stream, bytes) else stream]
             for entry_id, fields in entries:
                 self._service_ids[name] = entry_id
-                if fields.get(b"w", b"").decode() == self.worker_id:
-                    continue
-
-                def num(key: bytes) -> float | None:
-                    raw = fields.get(key, b"")
-                    return float(raw) if raw else None
-
-                service = num(b"s")
-                if service is not None:
-                    finishes.append((name, service, num(b"st"), num(b"ot"), num(b"ft")))
+                if fields.get(b"w", b"").decode(errors="replace") != self.worker_id:
+                    with contextlib.suppress(ValueError):
+                        finish = (name, float(fields[b"s"]), _number(fields, b"st"), _number(fields, b"ot"),
+                                  _number(fields, b"ft"))
+                        finishes.append(finish)
         latest = int(replies[-1]) if poll and replies[-1] is not None else 0
         return remote, finishes, latest
 
@@ -502,7 +513,7 @@ class RedisState(SharedState):
                 pipe.set(self.key("alias", alias), decision_id, ex=ttl)
             pipe.execute()
 
-        if self._guard("share decisions", write) is _SKIP:
+        if isinstance(self._guard("share decisions", write), _Skipped):
             with self._lock:  # keep them for the next try, newer versions first
                 self._unsent_decisions = {**records, **self._unsent_decisions}
                 self._unsent_aliases = {**aliases, **self._unsent_aliases}
@@ -516,10 +527,10 @@ class RedisState(SharedState):
             return self.client.get(self.key("decision", target.decode() if target else key))
 
         raw = self._guard("fetch a decision", fetch)
-        if raw is _SKIP or raw is None:
+        if isinstance(raw, _Skipped) or raw is None:
             return None
         try:
-            return DecisionRecord.from_json(json.loads(raw))  # type: ignore[arg-type]
+            return DecisionRecord.from_json(json.loads(raw))
         except (KeyError, ValueError, TypeError) as exc:
             with self._lock:
                 self._errors += 1
@@ -541,8 +552,8 @@ class RedisState(SharedState):
             if entry_id is None:
                 raise FeedbackError(f"decision {event.decision_id} already received feedback (in some worker); "
                                     "each decision is rated once")
-            if entry_id is not _SKIP:
-                return seq_from_stream_id(entry_id)  # type: ignore[arg-type]
+            if not isinstance(entry_id, _Skipped):
+                return seq_from_stream_id(entry_id)
         with self._lock:
             if len(self._buffer) >= self.settings.feedback_buffer:
                 raise FeedbackError(
@@ -564,7 +575,10 @@ class RedisState(SharedState):
                     return
                 decision_id, payload = self._buffer[0]
             # a decision rated elsewhere meanwhile comes back None: dropped, like any double rating
-            if self._guard("feedback", lambda: self._append_feedback(decision_id, payload)) is _SKIP:
+            def send(d: str = decision_id, p: str = payload) -> bytes | None:
+                return self._append_feedback(d, p)
+
+            if isinstance(self._guard("feedback", send), _Skipped):
                 return
             with self._lock:
                 if self._buffer and self._buffer[0][1] is payload:
