@@ -71,6 +71,13 @@ Cost: ``end_i`` is constant in absolute time until ``a / d_i`` passes the next r
 floor binds), so :meth:`LoadTracker.waits` caches ``W`` per candidate and recomputes it only
 after a change or such a breakpoint: ``O(c·log K + q·log c)`` for ``q`` queued and ``K`` ratios.
 
+Other processes. With a shared state (:meth:`LoadTracker.attach`, e.g. Redis), the requests other
+worker processes have in flight arrive through :meth:`LoadTracker.set_remote` with their ages.
+They take the slots this process leaves free, oldest first, and the rest queue; a request of this
+process starts "running" (and its service time starts) only when its own and the others' requests
+leave a slot, so time spent queued behind other workers is not learnt as service time. Their
+finishes arrive through :meth:`LoadTracker.record_finish` and teach the estimate like local ones.
+
 Expected durations come from a :class:`ServiceTimeEstimate` per candidate:
 ``d(n) = TTFT + n · s_per_token`` for ``n`` output tokens, both adapted online by exponentially
 weighted means.
@@ -468,6 +475,18 @@ class _CandidateLoad:
     def in_flight(self) -> int:
         return len(self.running) + len(self.queued) + self.ext_n + len(self.remote)
 
+    def has_free_slot(self) -> bool:
+        """A slot is free when this process's running requests and the other processes' requests
+        (all older than a request starting now) leave one, so a request that queues behind other
+        workers is timed from when it got a slot, not from when it was sent."""
+        return len(self.running) + len(self.remote) < self.limit
+
+    def promote(self, now: float) -> None:
+        """Queued requests take the free slots, oldest first; their service time starts now."""
+        while self.queued and self.has_free_slot():
+            tid, tokens = self.queued.popleft()
+            self.running[tid] = (now, tokens)
+
     def invalidate(self) -> None:
         self.valid_until = -math.inf
         self.dirty = True
@@ -539,9 +558,7 @@ class LoadTracker:
             load = self._get(name)
             load.limit = limit
             now = self._clock()
-            while load.queued and len(load.running) < load.limit:
-                tid, tokens = load.queued.popleft()
-                load.running[tid] = (now, tokens)
+            load.promote(now)
             load.invalidate()
 
     @property
@@ -699,7 +716,7 @@ class LoadTracker:
             load = self._get(name)
             now = self._clock()
             ticket = LoadTicket(name, now, load.estimate.expected(tokens), tokens)
-            if len(load.running) < load.limit:
+            if load.has_free_slot():
                 load.running[ticket.id] = (now, tokens)
             else:
                 load.queued.append((ticket.id, tokens))
@@ -739,9 +756,7 @@ class LoadTracker:
                     served_from = entry[0]
                     if not error:  # how long it took, for the residual-time rule
                         load.history.append((max(now - served_from, 0.0), entry[1]))
-                    if load.queued and len(load.running) < load.limit:
-                        tid, tokens = load.queued.popleft()
-                        load.running[tid] = (now, tokens)
+                    load.promote(now)
                 else:
                     for i, (tid, _) in enumerate(load.queued):
                         if tid == ticket.id:
@@ -856,6 +871,7 @@ class LoadTracker:
                 remote = sorted((now - max(float(age), 0.0), tokens) for age, tokens in entries)
                 if remote != load.remote:
                     load.remote = remote
+                    load.promote(now)  # other workers' requests ended: ours queued behind them start
                     load.invalidate()
 
     def record_finish(
@@ -944,9 +960,7 @@ class LoadTracker:
                     load.limit, load.estimate = limit, estimate
                     load.set_history(history)
                     now = self._clock()
-                    while load.queued and len(load.running) < load.limit:
-                        tid, tokens = load.queued.popleft()
-                        load.running[tid] = (now, tokens)
+                    load.promote(now)
                     load.invalidate()
 
 

@@ -720,3 +720,22 @@ def test_malformed_state_raises_checkpoint_error(state):
     with pytest.raises(CheckpointError):
         tracker.load_state_dict(state)
     assert tracker.names == ["x"]
+
+
+def test_other_processes_requests_take_slots_and_time_ours_from_when_it_gets_one():
+    """With another worker's request holding the only slot, ours queues; it is timed from when that
+    request ends (a sync shows it gone), not from when it was sent."""
+    tracker, clock = ten_second_tracker(limit=1)
+    tracker.set_remote({"a": [(2.0, None)]})  # started 2 s ago elsewhere: 8 s left of a 10-s request
+    assert tracker.expected_wait("a") == pytest.approx(8.0)
+    ticket = tracker.start("a")
+    assert tracker.in_flight("a") == 2
+    assert tracker.expected_wait("a") == pytest.approx(18.0)  # behind theirs and ours
+    clock.advance(8.0)
+    tracker.set_remote({})  # theirs ended: ours gets the slot now
+    clock.advance(10.0)
+    tracker.finish(ticket, output_tokens=None)
+    history = tracker.state_dict()["candidates"]["a"]["service_history"]
+    assert history[-1][0] == pytest.approx(10.0)  # not 18 s: the wait behind the other worker is not service
+    tracker.set_remote({"a": [(0.0, None), (0.0, None)], "unknown": [(1.0, None)]})  # unknown names ignored
+    assert tracker.in_flight("a") == 2
