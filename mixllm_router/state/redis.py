@@ -119,6 +119,9 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return false en
 return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
 """
 
+_WRITE_COALESCE_S = 0.01  # the decision writer waits this long after a wake-up before writing
+
+
 class _Skipped:
     """What a guarded call returns when the store is down (or the call failed)."""
 
@@ -492,7 +495,11 @@ class RedisState(SharedState):
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
-            self._write.wait(timeout=1.0)
+            if not self._write.wait(timeout=1.0):
+                continue
+            # gather what arrives in the next few ms into one pipeline: one round trip per burst, not
+            # per route, and the routing threads are not interrupted once per decision
+            self._stop.wait(_WRITE_COALESCE_S)
             self._write.clear()
             if time.monotonic() >= self._down_until:
                 self._write_decisions()
