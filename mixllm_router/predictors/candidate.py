@@ -136,7 +136,8 @@ class CandidatePredictor:
             parts.append(self.knn.predict(bank_similarities))
         if "mlp" in self.kinds and self.mlp is not None:
             parts.append(self.mlp.predict(embeddings))
-        return np.clip(np.mean(parts, axis=0), 0.0, 1.0)
+        mean = parts[0] if len(parts) == 1 else np.mean(parts, axis=0)
+        return np.clip(mean, 0.0, 1.0)
 
     def predict_cost(self, x: np.ndarray, input_tokens: np.ndarray, input_price: float, output_price: float) -> np.ndarray:
         """Predicted USD per query."""

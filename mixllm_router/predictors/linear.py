@@ -59,6 +59,18 @@ class LinUCBRidge:
         self.offset = np.zeros(n_targets)
         self.n_seen = 0
         self._weights: np.ndarray | None = None
+        self._a_inv32: np.ndarray | None = None
+
+    @property
+    def a_inv(self) -> np.ndarray:
+        """``A⁻¹`` (dim×dim, float64). Assigning it resets the caches derived from it."""
+        return self._a_inv
+
+    @a_inv.setter
+    def a_inv(self, value: np.ndarray) -> None:
+        self._a_inv = value
+        self._a_inv32 = None
+        self._weights = None
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinUCBRidge:
@@ -81,12 +93,13 @@ class LinUCBRidge:
     def update(self, x: np.ndarray, y: np.ndarray) -> None:
         """Add observations one at a time with Sherman-Morrison (O(dim²) each)."""
         x, y = self._check(x, y)
-        for xi, yi in zip(x, y):
-            ax = self.a_inv @ xi
-            self.a_inv -= np.outer(ax, ax) / (1.0 + xi @ ax)
+        for xi, yi in zip(x, y, strict=True):
+            ax = self._a_inv @ xi
+            self._a_inv -= np.outer(ax, ax) / (1.0 + xi @ ax)
             self.b += np.outer(xi, yi - self.offset)
         self.n_seen += int(x.shape[0])
         self._weights = None
+        self._a_inv32 = None
 
     # -- prediction ----------------------------------------------------------------------------
     @property
@@ -101,9 +114,18 @@ class LinUCBRidge:
         return np.asarray(x, dtype=np.float64) @ self.weights + self.offset
 
     def uncertainty(self, x: np.ndarray) -> np.ndarray:
-        """``u(x) = sqrt(xᵀ A⁻¹ x)`` for each row, shape (n,)."""
-        x = np.asarray(x, dtype=np.float64)
-        quad = ((x @ self.a_inv) * x).sum(axis=1)  # one BLAS product; einsum here is ~10× slower
+        """``u(x) = sqrt(xᵀ A⁻¹ x)`` for each row, shape (n,).
+
+        Computed with a float32 copy of ``A⁻¹`` (made once per update): routing one query is a
+        matrix-vector product whose cost is reading ``A⁻¹`` from memory (1.2 MB per candidate in
+        float64 for 384-dim embeddings), so half the bytes is about half the time. The relative
+        error of ``u`` is about 1e-6, far below anything the exploration bonus can notice.
+        """
+        a32 = self._a_inv32
+        if a32 is None:
+            a32 = self._a_inv32 = self._a_inv.astype(np.float32)
+        x32 = np.asarray(x, dtype=np.float32)
+        quad = ((x32 @ a32) * x32).sum(axis=1, dtype=np.float64)  # one BLAS product; einsum is ~10× slower
         return np.sqrt(np.maximum(quad, 0.0))
 
     # -- state ---------------------------------------------------------------------------------
