@@ -672,11 +672,23 @@ class LoadTracker:
             load = self._get(name)
             return self._wait(load, self._clock()) + load.estimate.expected(output_tokens)
 
-    def waits(self, names: Sequence[str]) -> np.ndarray:
-        """``W`` for each name, as a float64 array (the router's hot path: one lock, one clock read)."""
+    def refresh(self) -> None:
+        """Bring in the other processes' requests now (no-op without a shared state).
+
+        :meth:`waits` does this itself; the router calls it *before* taking its own lock, so the
+        round trip to the shared store never holds up other threads' routes.
+        """
         sharing = self._sharing
-        if sharing is not None:  # bring in the other processes' requests (rate-limited by the sharing)
+        if sharing is not None:
             sharing.sync(self)
+
+    def waits(self, names: Sequence[str], *, refresh: bool = True) -> np.ndarray:
+        """``W`` for each name, as a float64 array (the router's hot path: one lock, one clock read).
+
+        ``refresh=False`` skips :meth:`refresh` (the caller just did it).
+        """
+        if refresh:
+            self.refresh()
         out = np.empty(len(names), dtype=np.float64)
         with self._lock:
             now = self._clock()

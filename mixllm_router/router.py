@@ -491,6 +491,7 @@ class MixLLMRouter:
         """:meth:`route` for many queries at once (one encoder batch, one matrix product)."""
         lam = self.resolve_cost_weight(cost_weight, cost_share)
         embeddings, tokens = self._embed_checked(queries, embeddings)
+        self.load_tracker.refresh()  # other workers' load (shared state): a round trip, outside the lock
         with self.learning.lock:  # one consistent view of the pool, the predictors and the feedback net
             preds = self._predict_locked(embeddings, tokens)
             eligible = self._eligibility(preds, max_cost_usd, candidates)
@@ -583,7 +584,7 @@ class MixLLMRouter:
         for name in names:
             if name not in self.load_tracker:
                 self.load_tracker.register(name, self.pool.get(name).max_concurrency)
-        waits = self.load_tracker.waits(names)
+        waits = self.load_tracker.waits(names, refresh=False)
         lat = self.config.latency
         penalty = np.asarray(lat.penalty(waits), dtype=np.float64)
         if lat.hard_limit:
