@@ -35,7 +35,8 @@ published state.
 safetensors) in the hash ``{ns}:ckpt:<version>``, with ``{ns}:ckpt:latest`` naming the newest.
 Workers poll ``latest`` (every ``checkpoint_poll_s``, piggybacked on the sync) and load a newer
 version in a background thread, then swap it in under the router's lock: a route sees the old model
-or the new one, never half of each. Superseded versions expire after ``keep_old_s``.
+or the new one, never half of each. The superseded version expires after ``keep_old_s``, older
+ones are deleted at once, so Redis holds at most two versions however often the learner publishes.
 
 When Redis is unreachable
 -------------------------
@@ -164,7 +165,8 @@ class RedisStateSettings(BaseModel):
     socket_timeout_s: float = Field(default=0.5, gt=0, description="Per-command timeout of the Redis client.")
     feedback_buffer: int = Field(default=10_000, ge=0, description="Feedback events kept while the store is down.")
     service_window: int = Field(default=1000, ge=1, description="Finished requests kept per candidate stream.")
-    keep_old_s: float = Field(default=300.0, gt=0, description="Superseded checkpoint versions expire after this.")
+    keep_old_s: float = Field(default=60.0, gt=0,
+                              description="The superseded version expires after this (older ones go at once).")
     share_decisions: bool = Field(default=True,
                                   description="Copy decisions to Redis so feedback works from any worker.")
     decision_ttl_s: float = Field(default=3600.0, gt=0,
@@ -619,11 +621,17 @@ class RedisState(SharedState):
         def publish() -> int:
             version = int(self.client.incr(self.key("ckpt", "counter")))
             previous = self.client.get(self.key("ckpt", "latest"))
+            older = [int(v) for v in self.client.zrange(self.key("ckpt", "versions"), 0, -1)]
+            older = [v for v in older if previous is None or v < int(previous)]
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(self.key("ckpt", str(version)), mapping=files)
             pipe.set(self.key("ckpt", "latest"), version)
-            if previous is not None:
+            pipe.zadd(self.key("ckpt", "versions"), {str(version): version})
+            if previous is not None:  # a worker may be fetching it right now: it goes a little later
                 pipe.expire(self.key("ckpt", previous.decode()), int(self.settings.keep_old_s))
+            for v in older:  # at most two versions are kept: memory stays bounded however often we publish
+                pipe.delete(self.key("ckpt", str(v)))
+                pipe.zrem(self.key("ckpt", "versions"), str(v))
             pipe.execute()
             return version
 

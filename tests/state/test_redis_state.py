@@ -173,9 +173,13 @@ def test_publish_and_fetch_round_trip(checkpoint, redis_url, synthetic_data):
     v1 = state.publish_checkpoint(a)
     v2 = state.publish_checkpoint(a)
     assert (v1, v2) == (1, 2) and state.latest_version() == 2
+    assert 0 < state.client.ttl(state.key("ckpt", "1")) <= 60  # superseded: expires soon
+    state.publish_checkpoint(a)
+    assert not state.client.exists(state.key("ckpt", "1"))  # two versions back: gone at once
+    assert state.client.exists(state.key("ckpt", "2")) and state.client.exists(state.key("ckpt", "3"))
     version, loaded = state.fetch_checkpoint(encoder=HashingEncoder())
     queries = ["Solve this matrix problem number 1: compute the matrix value step by step."]
-    assert version == 2
+    assert version == 3
     np.testing.assert_allclose(loaded.predict(queries).quality, a.predict(queries).quality)
     a.state.close()
 
