@@ -55,7 +55,9 @@ class FeedbackLearner:
 
     ``router`` is the learner's own copy (fitted, or loaded from a checkpoint); if a newer version
     is already published, :meth:`start` continues from that one instead. ``consumer`` names this
-    learner in the consumer group ``group``.
+    learner in the consumer group ``group``. With ``trim`` the stream is cut, after each
+    publication, up to the last event acknowledged (it is in the published version), so it does
+    not grow without bound; pass ``trim=False`` if other consumer groups read it too.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class FeedbackLearner:
         batch: int = 100,
         block_ms: int = 200,
         lease_s: float = 15.0,
+        trim: bool = True,
     ) -> None:
         if not isinstance(state, RedisState):
             raise TypeError("FeedbackLearner needs a RedisState")
@@ -86,6 +89,7 @@ class FeedbackLearner:
         self.batch = int(batch)
         self.block_ms = int(block_ms)
         self.lease_ms = int(lease_s * 1000)
+        self.trim = trim
         self._take_lease = state.client.register_script(_TAKE_LEASE)
         self._unacked: list[bytes] = []
         self._backlog = True  # first drain this consumer's pending entries (id "0"), then new ones (">")
@@ -219,7 +223,13 @@ class FeedbackLearner:
         if self._unacked:
             ids = self._unacked
             stream = self.state.feedback_stream
-            self.state._strict("acknowledge feedback", lambda: self.state.client.xack(stream, self.group, *ids))
+
+            def acknowledge() -> None:
+                self.state.client.xack(stream, self.group, *ids)
+                if self.trim:  # everything before the last acknowledged entry is in a published version
+                    self.state.client.xtrim(stream, minid=max(ids, key=seq_from_stream_id))
+
+            self.state._strict("acknowledge feedback", acknowledge)
             self._unacked = []
         self._last_publish = time.monotonic()
         return self.version

@@ -59,6 +59,7 @@ def assert_same_model(a, b, queries):
 def test_learner_applies_the_stream_and_workers_pick_it_up(checkpoint, redis_url, synthetic_data):
     queries = synthetic_data.queries
     worker = give_feedback(checkpoint, redis_url, queries, 30)
+    expected = reference(checkpoint, redis_url)  # before the learner trims the stream
     learner = FeedbackLearner(MixLLMRouter.load(checkpoint, encoder=HashingEncoder()),
                               RedisState(redis_url, namespace="t"), publish_every=10, batch=4)
     assert learner.start() == 1
@@ -67,9 +68,10 @@ def test_learner_applies_the_stream_and_workers_pick_it_up(checkpoint, redis_url
     import redis
 
     assert redis.Redis.from_url(redis_url).xpending("{t}:feedback", "learners")["pending"] == 0
+    assert redis.Redis.from_url(redis_url).xlen("{t}:feedback") == 1  # trimmed up to the last acknowledged
     assert worker.state.wait_for_version(learner.version, timeout_s=10)
     assert worker.learning.n_events == 30
-    assert_same_model(worker, reference(checkpoint, redis_url), queries[:10])
+    assert_same_model(worker, expected, queries[:10])
     worker.state.close()
 
 
@@ -140,6 +142,7 @@ def test_killed_learner_restarts_and_every_event_is_applied_exactly_once(checkpo
 
     queries = synthetic_data.queries
     give_feedback(checkpoint, redis_url, queries, 40).state.close()
+    expected = reference(checkpoint, redis_url)
     applied_before_kill = run_learner(checkpoint, redis_url, kill_after=25)
     client = redis.Redis.from_url(redis_url)
     published = int(client.get("{t}:ckpt:latest"))
@@ -152,7 +155,8 @@ def test_killed_learner_restarts_and_every_event_is_applied_exactly_once(checkpo
     _, final = state.fetch_checkpoint(encoder=HashingEncoder())
     assert final.learning.n_events == 40  # none lost, none twice
     assert client.xpending("{t}:feedback", "learners")["pending"] == 0
-    assert_same_model(final, reference(checkpoint, redis_url), queries[:10])
+    assert_same_model(final, expected, queries[:10])
+    assert client.xlen("{t}:feedback") == 1  # trimmed up to the last acknowledged entry
 
 
 def test_cli_learn_runs_until_idle(checkpoint, redis_url, synthetic_data, capsys):
