@@ -242,3 +242,36 @@ def test_feedback_reaches_the_stream_from_a_worker_that_did_not_route(checkpoint
     with pytest.raises(FeedbackError, match="no routing decision"):
         b.feedback("never-routed", 1.0)
     b.state.close()
+
+
+# ---------------------------------------------------------------------------------------- hostile store
+def test_garbage_in_redis_never_breaks_routing(checkpoint, redis_url):
+    """Whatever another (buggy, older, hostile) writer left in the namespace: routes still work,
+    bad entries count for nothing, and a bad checkpoint is refused without being loaded."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.hset("{t}:inflight-info:math-pro", "someone|1", "not-a-number|x")
+    client.zadd("{t}:inflight:math-pro", {"someone|1": 1e12})
+    client.xadd("{t}:service:math-pro", {"w": "someone", "s": "NaNish"})
+    client.set("{t}:decision:bad", b"\xff\xfe not json")
+    a = worker(checkpoint, redis_url)
+    query = "Solve this integral problem number 3: compute the integral value step by step."
+    assert a.route(query).chosen
+    assert a.load_tracker.in_flight("math-pro") == 0  # the malformed lease is ignored
+    with pytest.raises(FeedbackError, match="no routing decision"):
+        a.feedback("bad", 1.0)
+    assert a.state.status().errors >= 1
+
+    # a published version holding a path-traversal file name, or a damaged manifest
+    client.hset("{t}:ckpt:7", mapping={"../evil.json": b"{}", "manifest.json": b"{}"})
+    with pytest.raises(SharedStateError, match="bad name"):
+        a.state.fetch_checkpoint(7)
+    client.delete("{t}:ckpt:7")
+    client.hset("{t}:ckpt:8", mapping={"manifest.json": b"{not json"})
+    client.set("{t}:ckpt:latest", 8)
+    with pytest.warns(SharedStateWarning, match="could not load published checkpoint 8"):
+        a.state.wait_for_version(8, timeout_s=1.0)
+    assert a.state.status().checkpoint_version == 0  # still routing with what it had
+    assert a.route(query).chosen
+    a.state.close()
