@@ -874,6 +874,36 @@ class MixLLMRouter:
             raise ConfigError(f"state options {sorted(state_options)} given without state=")
         return router
 
+    @classmethod
+    def from_source(
+        cls,
+        router: MixLLMRouter | None = None,
+        checkpoint_path: str | Path | None = None,
+        *,
+        state: SharedState | str | None = None,
+        owner: str = "this integration",
+    ) -> MixLLMRouter:
+        """The router a wrapper (LangChain, LlamaIndex) was configured with: ``router`` as given,
+        else the checkpoint at ``checkpoint_path``; then shared through ``state`` when given.
+
+        Raises :class:`ConfigError` naming ``owner`` when neither is given or ``router`` is not a
+        :class:`MixLLMRouter`.
+        """
+        if router is not None:
+            if not isinstance(router, MixLLMRouter):
+                raise ConfigError(f"router must be a MixLLMRouter, got {type(router).__name__}")
+            chosen = router
+        elif checkpoint_path:
+            chosen = cls.load(checkpoint_path)
+        else:
+            raise ConfigError(
+                f"{owner} needs router=<fitted MixLLMRouter> or checkpoint_path=<folder> (or $MIXLLM_CHECKPOINT)"
+            )
+        already = chosen.state is state or (isinstance(state, str) and getattr(chosen.state, "url", None) == state)
+        if state is not None and not already:  # two wrappers around one router share one connection
+            chosen.share_state(state)
+        return chosen
+
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
         return f"MixLLMRouter({self.pool.names!r}, {state})"

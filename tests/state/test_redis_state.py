@@ -275,3 +275,11 @@ def test_garbage_in_redis_never_breaks_routing(checkpoint, redis_url):
     assert a.state.status().checkpoint_version == 0  # still routing with what it had
     assert a.route(query).chosen
     a.state.close()
+
+
+def test_from_source_shares_once_per_url(checkpoint, redis_url):
+    router = MixLLMRouter.from_source(checkpoint_path=checkpoint, state=redis_url)
+    first = router.state
+    assert isinstance(first, RedisState)
+    assert MixLLMRouter.from_source(router, state=redis_url).state is first  # a second wrapper: same connection
+    first.close()

@@ -54,7 +54,6 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from mixllm_router import (
     AllCandidatesFailedError,
     ClientError,
-    ConfigError,
     ContextLengthError,
     MixLLMRouter,
     RoutingDecision,
@@ -142,6 +141,11 @@ class ChatMixLLM(BaseChatModel):
         default_factory=lambda: os.environ.get("MIXLLM_CHECKPOINT") or None,
         description="Router checkpoint folder; default: $MIXLLM_CHECKPOINT. Loaded on first use.",
     )
+    state: str | None = Field(
+        default_factory=lambda: os.environ.get("MIXLLM_STATE") or None,
+        description="Share load, feedback and model versions between workers: redis://host:port/db "
+        "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
+    )
     candidates: dict[str, BaseChatModel] = Field(
         default_factory=dict, description="Candidate name -> the LangChain chat model that serves it."
     )
@@ -216,17 +220,7 @@ class ChatMixLLM(BaseChatModel):
     def _build_router(self) -> MixLLMRouter:
         from mixllm_router.clients import LangChainClient
 
-        if self.router is not None:
-            if not isinstance(self.router, MixLLMRouter):
-                raise ConfigError(f"router must be a MixLLMRouter, got {type(self.router).__name__}")
-            router = self.router
-        elif self.checkpoint_path:
-            router = MixLLMRouter.load(self.checkpoint_path)
-        else:
-            raise ConfigError(
-                "ChatMixLLM needs router=<fitted MixLLMRouter> or checkpoint_path=<folder> "
-                "(or $MIXLLM_CHECKPOINT)"
-            )
+        router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="ChatMixLLM")
         for name, chat_model in self.candidates.items():
             router.set_client(name, LangChainClient(chat_model, model_name=name))
         return router

@@ -61,6 +61,14 @@ def test_needs_a_router(monkeypatch: pytest.MonkeyPatch) -> None:
         MixLLM().complete("hi")
 
 
+def test_state_is_shared_as_configured(router: MixLLMRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXLLM_STATE", "redis://example.invalid:6379/0")
+    assert MixLLM().state == "redis://example.invalid:6379/0"
+    monkeypatch.delenv("MIXLLM_STATE")
+    with pytest.raises(ConfigError, match="unknown state"):
+        _llm(router, state="http://not-redis").complete("hi")
+
+
 def test_complete_carries_the_decision(router: MixLLMRouter, capture: Capture) -> None:
     llm = _llm(router)
     for query, expected in ((EASY, SMALL), (HARD, LARGE)):

@@ -38,6 +38,18 @@ def test_router_must_be_a_router() -> None:
         _ = ChatMixLLM(router=object()).router_
 
 
+def test_state_is_shared_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixllm_router.state import InProcessState
+    from tests.router_fixture import fit_router
+
+    monkeypatch.setenv("MIXLLM_STATE", "redis://example.invalid:6379/0")
+    assert ChatMixLLM().state == "redis://example.invalid:6379/0"
+    monkeypatch.delenv("MIXLLM_STATE")
+    assert isinstance(ChatMixLLM(router=fit_router(), state="memory://").router_.state, InProcessState)
+    with pytest.raises(ConfigError, match="unknown state"):
+        _ = ChatMixLLM(router=fit_router(), state="http://not-redis").router_
+
+
 def test_unknown_candidate_name_is_rejected() -> None:
     from tests.router_fixture import fit_router
 

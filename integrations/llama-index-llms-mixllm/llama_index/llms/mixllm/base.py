@@ -41,7 +41,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from mixllm_router import ConfigError, MixLLMRouter, RoutingDecision
+from mixllm_router import MixLLMRouter, RoutingDecision
 
 __all__ = ["MixLLM"]
 
@@ -85,6 +85,11 @@ class MixLLM(CustomLLM):
         default_factory=lambda: os.environ.get("MIXLLM_CHECKPOINT") or None,
         description="Router checkpoint folder; default: $MIXLLM_CHECKPOINT. Loaded on first use.",
     )
+    state: str | None = Field(
+        default_factory=lambda: os.environ.get("MIXLLM_STATE") or None,
+        description="Share load, feedback and model versions between workers: redis://host:port/db "
+        "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
+    )
     candidates: dict[str, Any] = Field(
         default_factory=dict, exclude=True,
         description="Candidate name -> a LlamaIndex LLM or a mixllm ChatClient.",
@@ -115,15 +120,7 @@ class MixLLM(CustomLLM):
     def _build_router(self) -> MixLLMRouter:
         from mixllm_router.clients import LlamaIndexClient
 
-        if self.router is not None:
-            if not isinstance(self.router, MixLLMRouter):
-                raise ConfigError(f"router must be a MixLLMRouter, got {type(self.router).__name__}")
-            router = self.router
-        elif self.checkpoint_path:
-            router = MixLLMRouter.load(self.checkpoint_path)
-        else:
-            raise ConfigError("MixLLM needs router=<fitted MixLLMRouter> or checkpoint_path=<folder> "
-                              "(or $MIXLLM_CHECKPOINT)")
+        router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="MixLLM")
         for name, candidate in self.candidates.items():
             client = LlamaIndexClient(candidate, model_name=name) if _is_llamaindex_llm(candidate) else candidate
             router.set_client(name, client)
