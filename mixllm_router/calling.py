@@ -416,6 +416,23 @@ class FallbackCaller:
             except Exception:
                 logger.exception("on_end hook failed")
 
+    def _after_failure(self, plan: _Plan, cand: Candidate, exc: Exception, t0: float, attempt: int) -> float | None:
+        """What follows a failed attempt (called inside the ``except``): raise what must not be
+        retried or tried elsewhere; None to move on to the next candidate; else the seconds to
+        wait before retrying this one. One place for the rule, shared by the four call paths."""
+        seconds = self.clock() - t0
+        err = _to_client_error(exc, cand.name)
+        if err is None:  # not a provider error (a bug, a KeyboardInterrupt-like error): never swallowed
+            self._end(cand, exc, seconds)
+            raise exc
+        self._end(cand, err, seconds)
+        action, delay = plan.on_error(cand, err, seconds, attempt)
+        if action == "raise":
+            if err is exc:
+                raise exc
+            raise err from exc
+        return None if action == "next" else delay
+
     # -- complete ------------------------------------------------------------------------------
     def call(self, ranked: Ranked, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
              estimated_costs: Mapping[str, float] | None = None, **gen_kwargs: Any) -> CallResult:
@@ -431,18 +448,8 @@ class FallbackCaller:
                 try:
                     completion = client.complete(plan.messages, tools=plan.tools, **gen_kwargs)
                 except Exception as exc:
-                    seconds = self.clock() - t0
-                    err = _to_client_error(exc, cand.name)
-                    if err is None:
-                        self._end(cand, exc, seconds)
-                        raise
-                    self._end(cand, err, seconds)
-                    action, delay = plan.on_error(cand, err, seconds, attempt)
-                    if action == "raise":
-                        if err is exc:
-                            raise
-                        raise err from exc
-                    if action == "next":
+                    delay = self._after_failure(plan, cand, exc, t0, attempt)
+                    if delay is None:  # this candidate is done: the next one
                         break
                     self.sleep(delay)
                     attempt += 1
@@ -465,18 +472,8 @@ class FallbackCaller:
                 try:
                     completion = await client.acomplete(plan.messages, tools=plan.tools, **gen_kwargs)
                 except Exception as exc:
-                    seconds = self.clock() - t0
-                    err = _to_client_error(exc, cand.name)
-                    if err is None:
-                        self._end(cand, exc, seconds)
-                        raise
-                    self._end(cand, err, seconds)
-                    action, delay = plan.on_error(cand, err, seconds, attempt)
-                    if action == "raise":
-                        if err is exc:
-                            raise
-                        raise err from exc
-                    if action == "next":
+                    delay = self._after_failure(plan, cand, exc, t0, attempt)
+                    if delay is None:  # this candidate is done: the next one
                         break
                     await self.asleep(delay)
                     attempt += 1
@@ -516,18 +513,8 @@ class FallbackCaller:
                             break
                 except Exception as exc:
                     _close(it)
-                    seconds = self.clock() - t0
-                    err = _to_client_error(exc, cand.name)
-                    if err is None:
-                        self._end(cand, exc, seconds)
-                        raise
-                    self._end(cand, err, seconds)
-                    action, delay = plan.on_error(cand, err, seconds, attempt)
-                    if action == "raise":
-                        if err is exc:
-                            raise
-                        raise err from exc
-                    if action == "next":
+                    delay = self._after_failure(plan, cand, exc, t0, attempt)
+                    if delay is None:  # this candidate is done: the next one
                         break
                     self.sleep(delay)
                     attempt += 1
@@ -595,18 +582,8 @@ class FallbackCaller:
                             break
                 except Exception as exc:
                     await _aclose(it)
-                    seconds = self.clock() - t0
-                    err = _to_client_error(exc, cand.name)
-                    if err is None:
-                        self._end(cand, exc, seconds)
-                        raise
-                    self._end(cand, err, seconds)
-                    action, delay = plan.on_error(cand, err, seconds, attempt)
-                    if action == "raise":
-                        if err is exc:
-                            raise
-                        raise err from exc
-                    if action == "next":
+                    delay = self._after_failure(plan, cand, exc, t0, attempt)
+                    if delay is None:  # this candidate is done: the next one
                         break
                     await self.asleep(delay)
                     attempt += 1
