@@ -48,7 +48,6 @@ from ._exceptions import (
     ClientError,
     ConfigError,
     ContextLengthError,
-    PermanentClientError,
     StreamInterruptedError,
     TransientClientError,
 )
