@@ -16,8 +16,6 @@ SDK retries are off (``max_retries=0``); :class:`mixllm_router.calling.FallbackC
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -32,6 +30,7 @@ from .base import (
     CompletionChunk,
     Message,
     MessagesInput,
+    SDKClients,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
@@ -120,8 +119,7 @@ class AnthropicClient(BaseChatClient):
             raise ConfigError("AnthropicClient needs api_key= or $ANTHROPIC_API_KEY")
         self._http_client = http_client
         self._async_http_client = async_http_client
-        self._sync: Any = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._sdk = SDKClients(self._new_sdk_client)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -131,28 +129,20 @@ class AnthropicClient(BaseChatClient):
         assert self._api_key is not None
         return self._api_key.get_secret_value()
 
-    def _client(self) -> Any:
-        if self._sync is None:
-            import anthropic
+    def _new_sdk_client(self, asynchronous: bool) -> Any:
+        import anthropic
 
-            self._sync = anthropic.Anthropic(
-                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                http_client=self._http_client,
-            )
-        return self._sync
+        cls = anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic
+        return cls(
+            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
+            http_client=self._async_http_client if asynchronous else self._http_client,
+        )
+
+    def _client(self) -> Any:
+        return self._sdk.sync()
 
     def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            import anthropic
-
-            client = anthropic.AsyncAnthropic(
-                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                http_client=self._async_http_client,
-            )
-            self._async[loop] = client
-        return client
+        return self._sdk.for_running_loop()
 
     def _error(self, exc: BaseException) -> BaseException | None:
         return map_provider_error(exc, provider=f"anthropic:{self.model}", secrets=[self._key()])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -346,6 +346,34 @@ class ChatClient(Protocol):
 
 
 _DONE = object()
+
+
+class SDKClients:
+    """The provider SDK's client objects behind one of our clients, made on first use: one for
+    sync calls, and one per event loop for async calls (an SDK's async connection pool is bound to
+    the loop it was made in, and a client may be used from several loops, e.g. under pytest).
+
+    ``factory(asynchronous)`` builds one.
+    """
+
+    def __init__(self, factory: Callable[[bool], Any]) -> None:
+        import weakref
+
+        self._factory = factory
+        self._sync: Any = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def sync(self) -> Any:
+        if self._sync is None:
+            self._sync = self._factory(False)
+        return self._sync
+
+    def for_running_loop(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = self._factory(True)
+        return client
 
 
 class BaseChatClient:

@@ -9,8 +9,6 @@ quickly for the next best one.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +22,7 @@ from .base import (
     Completion,
     CompletionChunk,
     MessagesInput,
+    SDKClients,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
@@ -70,9 +69,7 @@ class OpenAIClient(BaseChatClient):
             raise ConfigError("OpenAIClient needs api_key= or $OPENAI_API_KEY (or a base_url of a local server)")
         self._http_client = http_client
         self._async_http_client = async_http_client
-        self._sync: Any = None
-        # One AsyncOpenAI per event loop: an httpx async pool must not be shared across loops.
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._sdk = SDKClients(self._new_sdk_client)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -82,28 +79,20 @@ class OpenAIClient(BaseChatClient):
     def _key(self) -> str:
         return self._api_key.get_secret_value() if self._api_key is not None else "not-needed"
 
-    def _client(self) -> Any:
-        if self._sync is None:
-            import openai
+    def _new_sdk_client(self, asynchronous: bool) -> Any:
+        import openai
 
-            self._sync = openai.OpenAI(
-                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                http_client=self._http_client,
-            )
-        return self._sync
+        cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+        return cls(
+            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
+            http_client=self._async_http_client if asynchronous else self._http_client,
+        )
+
+    def _client(self) -> Any:
+        return self._sdk.sync()
 
     def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            import openai
-
-            client = openai.AsyncOpenAI(
-                api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                http_client=self._async_http_client,
-            )
-            self._async[loop] = client
-        return client
+        return self._sdk.for_running_loop()
 
     def _error(self, exc: BaseException) -> BaseException | None:
         return map_provider_error(exc, provider=f"openai:{self.model}", secrets=[self._key()])
