@@ -421,7 +421,7 @@ class FallbackCaller:
         wait before retrying this one. One place for the rule, shared by the four call paths."""
         seconds = self.clock() - t0
         err = _to_client_error(exc, cand.name)
-        if err is None:  # not a provider error (a bug, a KeyboardInterrupt-like error): never swallowed
+        if err is None:  # not a provider error (e.g. a bug in the calling code): never swallowed
             self._end(cand, exc, seconds)
             raise exc
         self._end(cand, err, seconds)

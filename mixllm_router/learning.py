@@ -535,8 +535,9 @@ class OnlineLearner:
                 raise FeedbackError(f"decision {record.decision_id} already received feedback; each decision is rated once")
             if out_tokens is None and record.output_tokens is not None:
                 out_tokens = float(record.output_tokens)
+            shared = router.state.shares_feedback
             event = FeedbackEvent(
-                seq=self._allocate_seq(),
+                seq=0 if shared else self._allocate_seq(),
                 decision_id=record.decision_id,
                 candidate=candidate,
                 score=value,
@@ -547,15 +548,10 @@ class OnlineLearner:
                 cost_usd=None if record.cost_usd is None else float(record.cost_usd),
                 created_at=time.time(),
             )
-            if router.state.shares_feedback:
-                # other processes' learner applies it; the stream entry id becomes its sequence number
-                self._next_seq -= 1
+            if shared:
+                # the shared learner applies it; the stream entry id becomes its sequence number
                 event = replace(event, seq=router.state.publish_feedback(event))
-                self._remember(record.decision_id)
-                if latency is not None and record.latency_s is None and candidate in router.load_tracker:
-                    router.load_tracker.observe(candidate, latency, out_tokens)
-                return event
-            if self.journal is not None:
+            elif self.journal is not None:
                 try:
                     self.journal.append(event)
                 except OSError as exc:
@@ -564,9 +560,10 @@ class OnlineLearner:
             self._remember(record.decision_id)
             if latency is not None and record.latency_s is None and candidate in router.load_tracker:
                 router.load_tracker.observe(candidate, latency, out_tokens)  # a call made outside the router
-            self.pending.append(event)
-            if len(self.pending) >= self.settings.batch_size:
-                self.flush(router)
+            if not shared:
+                self.pending.append(event)
+                if len(self.pending) >= self.settings.batch_size:
+                    self.flush(router)
         return event
 
     def _allocate_seq(self) -> int:

@@ -660,9 +660,7 @@ class LoadTracker:
 
     def expected_wait(self, name: str) -> float:
         """``W``: seconds before a new request to ``name`` would start (0 while a slot is free)."""
-        sharing = self._sharing
-        if sharing is not None:
-            sharing.sync(self)
+        self.refresh()
         with self._lock:
             return self._wait(self._get(name), self._clock())
 
@@ -753,21 +751,20 @@ class LoadTracker:
         is measured from when the request got a slot (a queued request waits first).
         Bad ``output_tokens``/``ttft_s`` raise :class:`DataError` *after* the slot is released.
         """
+        released = False  # by this call: only then does a shared state hear of it
         service_s: float | None = None
         try:
             with self._lock:
                 if ticket._done:
                     return False
-                ticket._done = True
+                ticket._done = released = True
                 load = self._loads.get(ticket.name)
                 if load is None:
                     return False
                 now = self._clock()
                 entry = load.running.pop(ticket.id, None)
                 if entry is not None:
-                    served_from = entry[0]
-                    if not error:  # how long it took, for the residual-time rule
-                        load.history.append((max(now - served_from, 0.0), entry[1]))
+                    served_from, started_tokens = entry
                     load.promote(now)
                 else:
                     for i, (tid, _) in enumerate(load.queued):
@@ -777,15 +774,18 @@ class LoadTracker:
                     else:  # not ours (e.g. unregistered and registered again under the same name)
                         return False
                     served_from = ticket.started_at  # our queue model was wrong: it was served (no history)
+                served = max(now - served_from, 0.0)
                 load.invalidate()
                 if not error:
+                    if entry is not None:  # how long it took, for the residual-time rule
+                        load.history.append((served, started_tokens))
                     load.r_dirty = True  # new history, new estimate: the ratios change
-                    load.estimate.observe(max(now - served_from, 0.0), output_tokens, ttft_s=ttft_s)
-                    service_s = max(now - served_from, 0.0)
+                    load.estimate.observe(served, output_tokens, ttft_s=ttft_s)
+                    service_s = served
             return True
         finally:
             sharing = self._sharing
-            if sharing is not None and ticket._done:
+            if sharing is not None and released:
                 # the lease goes whatever happened; the service time is shared only when it was learnt here
                 sharing.finished(ticket, service_s, output_tokens, ttft_s)
 

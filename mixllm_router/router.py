@@ -582,8 +582,7 @@ class MixLLMRouter:
         every candidate eligible for it is past τ.
         """
         for name in names:
-            if name not in self.load_tracker:
-                self.load_tracker.register(name, self.pool.get(name).max_concurrency)
+            self._track(name)
         waits = self.load_tracker.waits(names, refresh=False)
         lat = self.config.latency
         penalty = np.asarray(lat.penalty(waits), dtype=np.float64)
@@ -612,9 +611,13 @@ class MixLLMRouter:
         from ._tracking import TrackedClient
 
         self.pool.get(name)  # unknown name -> UnknownCandidateError
+        self._track(name)
+        self._clients[name] = TrackedClient(client, self.load_tracker, name)
+
+    def _track(self, name: str) -> None:
+        """Register candidate ``name`` with the load tracker (once) at its concurrency limit."""
         if name not in self.load_tracker:
             self.load_tracker.register(name, self.pool.get(name).max_concurrency)
-        self._clients[name] = TrackedClient(client, self.load_tracker, name)
 
     @property
     def caller(self) -> FallbackCaller:
@@ -803,11 +806,10 @@ class MixLLMRouter:
             self.learning.flush(self)  # queued local feedback is applied here before it starts going out
         with self.learning.lock:
             for name in self.pool.names:  # so the others' leases on every candidate are heard from the start
-                if name not in self.load_tracker:
-                    self.load_tracker.register(name, self.pool.get(name).max_concurrency)
+                self._track(name)
             self.state = backend
             backend.bind(self)
-            self.load_tracker.attach(backend if not isinstance(backend, InProcessState) else None)
+            self.load_tracker.attach(backend if backend.shares_load else None)
         if previous is not backend:
             previous.close()
         return backend
@@ -823,8 +825,7 @@ class MixLLMRouter:
         theirs, ours = other.encoder_fingerprint_, self.encoder_fingerprint_
         if theirs and ours and theirs != ours:
             raise CheckpointError(
-                f"the published router was trained with encoder {other.encoder_fingerprint_}, this one routes "
-                f"with {self.encoder_fingerprint_}: not swapped"
+                f"the published router was trained with encoder {theirs}, this one routes with {ours}: not swapped"
             )
         with self.learning.lock:
             removed = set(self.pool.names) - set(other.pool.names)

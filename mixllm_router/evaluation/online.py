@@ -682,7 +682,8 @@ def run_simulate_online(args: argparse.Namespace) -> int:
     prior = None if args.holdout_prior == "none" else args.holdout_prior
     report = simulate_online(
         train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise, thompson=args.thompson,
-        recalibrate_every=args.recalibrate_every, config=config, encoder=_encoder_from_args(args), reference=args.reference_model, holdout=args.holdout,
+        recalibrate_every=args.recalibrate_every, config=config, encoder=_encoder_from_args(args),
+        reference=args.reference_model, holdout=args.holdout,
         holdout_share=args.holdout_share, holdout_prior=prior, eval_every=args.eval_every, seed=args.seed,
         show_progress=True,
     )

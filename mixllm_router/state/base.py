@@ -67,6 +67,8 @@ class SharedState:
     :class:`~mixllm_router.load.LoadSharing` methods below.
     """
 
+    #: True when the load tracker should report to this state (``started``/``finished``/``sync``).
+    shares_load: bool = False
     #: True when feedback goes to the shared store (and a learner) instead of being applied here.
     shares_feedback: bool = False
 

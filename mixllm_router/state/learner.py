@@ -108,16 +108,7 @@ class FeedbackLearner:
         version when none exists yet).
         """
         self._lease()
-        stream = self.state.feedback_stream
-
-        def create_group() -> None:
-            try:
-                self.state.client.xgroup_create(stream, self.group, id="0", mkstream=True)
-            except self.state._redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        self.state._strict("create the consumer group", create_group)
+        self.state._strict("create the consumer group", self._create_group)
         latest = self.state.latest_version()
         if latest:
             version, published = self.state.fetch_checkpoint(latest, encoder=self.router.encoder)
@@ -131,6 +122,14 @@ class FeedbackLearner:
         self._last_publish = time.monotonic()
         self._started = True
         return self.version
+
+    def _create_group(self) -> None:
+        """The consumer group (and the stream), reading from the start; fine if it exists."""
+        try:
+            self.state.client.xgroup_create(self.state.feedback_stream, self.group, id="0", mkstream=True)
+        except self.state._redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     def _lease(self) -> None:
         ok = self.state._strict("take the learner lease", lambda: self._take_lease(
@@ -177,7 +176,7 @@ class FeedbackLearner:
                 if "NOGROUP" not in str(exc):
                     raise
                 # the stream or the group is gone (a Redis without persistence restarted): start over
-                self.state.client.xgroup_create(stream, self.group, id="0", mkstream=True)
+                self._create_group()
                 return []
 
         reply = self.state._strict("read feedback", read)
@@ -196,7 +195,7 @@ class FeedbackLearner:
             self.version = self.state.publish_checkpoint(self.router)  # the store was wiped: republish
         return len(entries)
 
-    def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> int:
+    def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         from ..learning import FeedbackEvent
 
         learning = self.router.learning
@@ -206,16 +205,15 @@ class FeedbackLearner:
             self.malformed += 1
             warnings.warn(f"feedback entry {entry_id!r} is malformed and was skipped: {exc}",
                           SharedStateWarning, stacklevel=3)
-            return 0
+            return
         event = replace(event, seq=seq_from_stream_id(entry_id))
         if event.seq <= learning.applied_seq:
             self.skipped += 1  # already in the published state (redelivered after a crash)
-            return 0
+            return
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a removed candidate's event: skipped by apply, counted below
+            warnings.simplefilter("ignore")  # a removed candidate's event: apply skips it (and counts it here)
             learning.apply(self.router, event)
         self.applied += 1
-        return 1
 
     def publish(self) -> int:
         """Publish the current state as a new version, then acknowledge what it contains."""

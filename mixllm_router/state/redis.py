@@ -134,6 +134,11 @@ _Remote = dict[str, list[tuple[float, float | None]]]  # candidate -> [(age s, e
 _Finish = tuple[str, float, float | None, float | None, float | None]  # name, service s, tokens x2, ttft
 
 
+def _text(value: float | None) -> str:
+    """An optional number as stream/hash text ('' for None); :func:`_number` reads it back."""
+    return "" if value is None else repr(float(value))
+
+
 def _number(fields: dict[bytes, bytes], key: bytes) -> float | None:
     raw = fields.get(key, b"")
     return float(raw) if raw else None
@@ -182,6 +187,7 @@ class RedisState(SharedState):
     (``pip install 'mixllm-router[redis]'``). Create it in the worker process, after any fork.
     """
 
+    shares_load = True
     shares_feedback = True
 
     def __init__(self, url: str = "redis://localhost:6379/0", *, client: Any = None, **settings: Any) -> None:
@@ -205,7 +211,7 @@ class RedisState(SharedState):
             except ValueError as exc:
                 raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None
         self.client = client
-        self.worker_id = self.settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = self._new_worker_id()
         self._prefix = "{" + self.settings.namespace + "}"
         self._lease_script = client.register_script(_LEASE)
         self._sync_script = client.register_script(_SYNC)
@@ -234,6 +240,9 @@ class RedisState(SharedState):
         self._heartbeat: threading.Thread | None = None
         self._pid = os.getpid()
 
+    def _new_worker_id(self) -> str:
+        return self.settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
     # -- keys ----------------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
         """A key of this namespace, e.g. ``key("feedback")`` → ``{mixllm}:feedback``."""
@@ -246,6 +255,10 @@ class RedisState(SharedState):
     def _member(self, ticket: LoadTicket) -> str:
         return f"{self.worker_id}|{ticket.id}"
 
+    def _lease_keys(self, name: str) -> list[str]:
+        """The sorted set of lease expiries and the hash of lease details of candidate ``name``."""
+        return [self.key("inflight", name), self.key("inflight-info", name)]
+
     # -- connection guard ----------------------------------------------------------------------------
     def _guard(self, what: str, fn: Callable[[], T]) -> T | _Skipped:
         """Run ``fn`` unless the store is known down; a connection error marks it down."""
@@ -257,18 +270,21 @@ class RedisState(SharedState):
             self._mark_down(what, exc)
             return _SKIP
         except self._redis.RedisError as exc:
-            with self._lock:
-                self._errors += 1
-                self._last_error = f"{what}: {exc}"
+            self._note_error(f"{what}: {exc}")
             return _SKIP
         if not self._connected:
             self._mark_up()
         return result
 
-    def _mark_down(self, what: str, exc: BaseException) -> None:
+    def _note_error(self, message: str) -> None:
+        """Count a failed operation for :meth:`status`."""
         with self._lock:
             self._errors += 1
-            self._last_error = f"{what}: {type(exc).__name__}: {exc}"
+            self._last_error = message
+
+    def _mark_down(self, what: str, exc: BaseException) -> None:
+        self._note_error(f"{what}: {type(exc).__name__}: {exc}")
+        with self._lock:
             self._down_until = time.monotonic() + self.settings.retry_s
             if not self._connected:
                 return
@@ -309,7 +325,7 @@ class RedisState(SharedState):
     def _ensure_heartbeat(self) -> None:
         if self._pid != os.getpid():  # forked: the parent's thread and leases are not ours
             self._pid = os.getpid()
-            self.worker_id = self.settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            self.worker_id = self._new_worker_id()
             self._live.clear()
             self._heartbeat = None
         if self._heartbeat is None or not self._heartbeat.is_alive():
@@ -344,12 +360,7 @@ class RedisState(SharedState):
             live = list(self._live.values())
             self._live.clear()
         if live:
-            def drop() -> None:
-                pipe = self.client.pipeline(transaction=False)
-                for ticket, _ in live:
-                    self._drop_lease(pipe, ticket)
-                pipe.execute()
-            self._guard("close", drop)
+            self._guard("close", lambda: self._drop_leases([ticket for ticket, _ in live]))
         router = self._router
         if router is not None and router.load_tracker.sharing is self:
             router.load_tracker.attach(None)
@@ -358,22 +369,27 @@ class RedisState(SharedState):
 
     # -- load ----------------------------------------------------------------------------------------
     def _drop_lease(self, pipe: Any, ticket: LoadTicket) -> None:
-        member = self._member(ticket)
-        pipe.zrem(self.key("inflight", ticket.name), member)
-        pipe.hdel(self.key("inflight-info", ticket.name), member)
+        expiries, details = self._lease_keys(ticket.name)
+        pipe.zrem(expiries, self._member(ticket))
+        pipe.hdel(details, self._member(ticket))
+
+    def _drop_leases(self, tickets: list[LoadTicket]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for ticket in tickets:
+            self._drop_lease(pipe, ticket)
+        pipe.execute()
 
     def _lease_args(self, ticket: LoadTicket, started: float) -> list[Any]:
-        tokens = "" if ticket.expected_tokens is None else repr(float(ticket.expected_tokens))
-        return [self._member(ticket), self.settings.lease_s, max(time.monotonic() - started, 0.0), tokens]
+        return [self._member(ticket), self.settings.lease_s, max(time.monotonic() - started, 0.0),
+                _text(ticket.expected_tokens)]
 
     def started(self, ticket: LoadTicket) -> None:
         self._ensure_heartbeat()
         started = time.monotonic()
         with self._lock:
             self._live[ticket.id] = (ticket, started)
-        self._guard("lease", lambda: self._lease_script(
-            keys=[self.key("inflight", ticket.name), self.key("inflight-info", ticket.name)],
-            args=self._lease_args(ticket, started)))
+        self._guard("lease", lambda: self._lease_script(keys=self._lease_keys(ticket.name),
+                                                        args=self._lease_args(ticket, started)))
 
     def finished(self, ticket: LoadTicket, service_s: float | None, output_tokens: float | None,
                  ttft_s: float | None) -> None:
@@ -384,10 +400,8 @@ class RedisState(SharedState):
             pipe = self.client.pipeline(transaction=False)
             self._drop_lease(pipe, ticket)
             if service_s is not None:
-                fields = {"w": self.worker_id, "s": repr(float(service_s)),
-                          "st": "" if ticket.expected_tokens is None else repr(float(ticket.expected_tokens)),
-                          "ot": "" if output_tokens is None else repr(float(output_tokens)),
-                          "ft": "" if ttft_s is None else repr(float(ttft_s))}
+                fields = {"w": self.worker_id, "s": _text(service_s), "st": _text(ticket.expected_tokens),
+                          "ot": _text(output_tokens), "ft": _text(ttft_s)}
                 pipe.xadd(self.key("service", ticket.name), fields, maxlen=self.settings.service_window,
                           approximate=True)
             pipe.execute()
@@ -403,16 +417,13 @@ class RedisState(SharedState):
         def renew() -> None:
             pipe = self.client.pipeline(transaction=False)
             for ticket, started in live:
-                self._lease_script(keys=[self.key("inflight", ticket.name), self.key("inflight-info", ticket.name)],
-                                   args=self._lease_args(ticket, started), client=pipe)
+                self._lease_script(keys=self._lease_keys(ticket.name), args=self._lease_args(ticket, started),
+                                   client=pipe)
             pipe.execute()
             with self._lock:  # finished while we renewed: drop what we just re-took
                 gone = [t for t, _ in live if t.id not in self._live]
             if gone:
-                pipe = self.client.pipeline(transaction=False)
-                for ticket in gone:
-                    self._drop_lease(pipe, ticket)
-                pipe.execute()
+                self._drop_leases(gone)
 
         self._guard("renew", renew)
 
@@ -444,9 +455,7 @@ class RedisState(SharedState):
 
     def _sync_round_trip(self, names: list[str], poll: bool) -> tuple[_Remote, list[_Finish], int]:
         """One round trip: the others' live leases, their new service times, the latest version."""
-        keys: list[str] = []
-        for name in names:
-            keys += [self.key("inflight", name), self.key("inflight-info", name)]
+        keys = [key for name in names for key in self._lease_keys(name)]
         pipe = self.client.pipeline(transaction=False)
         self._sync_script(keys=keys, args=[], client=pipe)
         streams = {self.key("service", name): self._service_ids.get(name, b"0-0") for name in names}
@@ -541,9 +550,7 @@ class RedisState(SharedState):
         try:
             return DecisionRecord.from_json(json.loads(raw))
         except (KeyError, ValueError, TypeError) as exc:
-            with self._lock:
-                self._errors += 1
-                self._last_error = f"malformed shared decision {key!r}: {exc}"
+            self._note_error(f"malformed shared decision {key!r}: {exc}")
             return None
 
     # -- feedback ------------------------------------------------------------------------------------
@@ -616,7 +623,6 @@ class RedisState(SharedState):
             folder = Path(tmp) / "checkpoint"
             router.save(folder)
             files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        files["__applied_seq__"] = str(router.learning.applied_seq).encode()
 
         def publish() -> int:
             version = int(self.client.incr(self.key("ckpt", "counter")))
@@ -654,8 +660,6 @@ class RedisState(SharedState):
             folder = Path(tmp)
             for raw_name, data in files.items():
                 name = raw_name.decode()
-                if name.startswith("__"):
-                    continue
                 if "/" in name or "\\" in name or name in {".", ".."}:
                     raise SharedStateError(f"checkpoint version {version} holds a file with a bad name {name!r}")
                 (folder / name).write_bytes(data)
@@ -678,9 +682,7 @@ class RedisState(SharedState):
                     router._adopt(fresh)
                     self.checkpoint_version = got
             except Exception as exc:  # noqa: BLE001 - a failed pick-up must not take the worker down
-                with self._lock:
-                    self._errors += 1
-                    self._last_error = f"pick up checkpoint {version}: {type(exc).__name__}: {exc}"
+                self._note_error(f"pick up checkpoint {version}: {type(exc).__name__}: {exc}")
                 warnings.warn(f"could not load published checkpoint {version}: {exc}; still routing with "
                               f"version {self.checkpoint_version}", SharedStateWarning, stacklevel=2)
             finally:
