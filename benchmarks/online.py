@@ -20,8 +20,15 @@ query). It drives the library's own pieces (``LinUCBRidge`` with its Sherman-Mor
 ``features``, ``thompson_scores``, ``sweep``; λ from ``MixLLMRouter.fit``'s calibration) in a
 tight loop rather than ``route``/``feedback``, which makes it ~30× faster; for the default ridge
 router the choices are the same (on the 10% test replay it gives the library's numbers exactly).
+Policies: ``ucb:α``, ``thompson:σ``, and ``feedback:γ`` (UCB with the config's α plus the feedback
+score ``γ·κ·(π − 1/m)`` of the library's ``FeedbackScoreNet``, trained on every event as the router
+trains it), so ``feedback_weight`` is chosen on the train files, never on the test replay.
 
-Run:  python benchmarks/online.py [--part sim|cost|cv|all] [--out runs/online] [--config '{"exploration": 0.1}']
+Part 4 (``--part replay-cv``): the replay protocol itself inside the train files (each of 5 folds
+held out in turn as the live "test" part), through the router's own ``route``/``feedback``, for a
+list of setting variants (``--variants``); slower than part 3, but it covers any setting.
+
+Run:  python benchmarks/online.py [--part sim|cost|cv|replay-cv|all] [--out runs/online] [--config '{"exploration": 0.1}']
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ def cross_validate(share: float, policies: list[tuple[str, float]], seeds: int =
     import numpy as np
 
     from mixllm_router import MixLLMRouter, load_routerbench
-    from mixllm_router.learning import thompson_scores
+    from mixllm_router.learning import FeedbackScoreNet, thompson_scores
     from mixllm_router.predictors import LinUCBRidge, features
     from mixllm_router.router import fold_assignment
     from mixllm_router.tradeoff import default_cost_weights, pick, sweep
@@ -107,17 +114,27 @@ def cross_validate(share: float, policies: list[tuple[str, float]], seeds: int =
         unc = np.stack([m.uncertainty(x[rows]) for m in models], axis=1)
         return np.clip(pr[..., 0], 0, 1), np.maximum(np.exp(np.clip(pr[..., 1], -40, 10)) - 1e-7, 0), unc
 
-    def curve(models: list[LinUCBRidge], rows: np.ndarray, alpha: float = 0.0):  # type: ignore[no-untyped-def]
-        qq, cc, uu = predict(models, rows)
-        return sweep(qq + alpha * uu, cc, q[rows], c[rows], ref, default_cost_weights(float(np.mean(c[rows]))))
+    def feedback_term(net: FeedbackScoreNet | None, gamma: float, rows: np.ndarray) -> np.ndarray | float:
+        """``γ·κ·(π − 1/m)``, the router's feedback term (0 without a network or before any event)."""
+        if net is None or not gamma or net.n_updates == 0:
+            return 0.0
+        return gamma * net.confidence(names) * net.routing_scores(emb[rows], names)
 
-    def at_lambda(models: list[LinUCBRidge], rows: np.ndarray, lam: float, alpha: float) -> tuple[float, float]:
+    def curve(models: list[LinUCBRidge], rows: np.ndarray, alpha: float = 0.0,  # type: ignore[no-untyped-def]
+              extra: np.ndarray | float = 0.0):
         qq, cc, uu = predict(models, rows)
-        ch = pick(qq + alpha * uu, cc, lam)
+        return sweep(qq + alpha * uu + extra, cc, q[rows], c[rows], ref,
+                     default_cost_weights(float(np.mean(c[rows]))))
+
+    def at_lambda(models: list[LinUCBRidge], rows: np.ndarray, lam: float, alpha: float,
+                  extra: np.ndarray | float = 0.0) -> tuple[float, float]:
+        qq, cc, uu = predict(models, rows)
+        ch = pick(qq + alpha * uu + extra, cc, lam)
         r = np.arange(len(rows))
         return 100 * q[rows][r, ch].mean() / q[rows, ref].mean(), 100 * c[rows][r, ch].sum() / c[rows, ref].sum()
 
     alpha = base.config.exploration
+    settings = base.config.learning
     folds = fold_assignment(len(train), 5, 123)
     results: dict[str, list[list[float]]] = {}
     for f in range(5):
@@ -132,32 +149,90 @@ def cross_validate(share: float, policies: list[tuple[str, float]], seeds: int =
             frozen = fit(off)
             frozen_curve, frozen_auc = curve(frozen, held, alpha), curve(frozen, held).auc()
 
-            def record(tag: str, models: list[LinUCBRidge]) -> None:
-                qo, co = at_lambda(models, held, lam, alpha)
+            def record(tag: str, models: list[LinUCBRidge], extra: np.ndarray | float = 0.0) -> None:
+                qo, co = at_lambda(models, held, lam, alpha, extra)
                 results.setdefault(tag, []).append(
-                    [100 * (curve(models, held).auc() - frozen_auc), qo - 100 * frozen_curve.quality_at(co / 100), co])
+                    [100 * (curve(models, held, 0.0, extra).auc() - frozen_auc),
+                     qo - 100 * frozen_curve.quality_at(co / 100), co])
 
             record("full information", fit(perm))
             for kind, value in policies:
                 models, rng = fit(off), np.random.default_rng(seed)
+                # "feedback:γ": UCB (the config's α) plus the trained feedback term γ·κ·(π − 1/m)
+                net = FeedbackScoreNet(emb.shape[1], settings, seed=base.config.seed) if kind == "feedback" else None
                 for i in rest:
-                    qq, cc, uu = predict(models, np.array([i]))
+                    row = np.array([i])
+                    qq, cc, uu = predict(models, row)
                     if kind == "ucb":
                         j = int(pick(qq + value * uu, cc, lam)[0])
+                    elif kind == "feedback":
+                        j = int(pick(qq + alpha * uu + feedback_term(net, value, row), cc, lam)[0])
                     else:
                         j = int(np.argmax(thompson_scores(qq, cc, uu, lam, value, rng)[0]))
                     models[j].update(x[i : i + 1], y[j, i : i + 1])
-                record(f"{kind} {value:g}", models)
+                    if net is not None:  # residual against the prediction made before the update
+                        net.step(emb[i], names, names[j], float(q[i, j] - qq[0, j]))
+                record(f"{kind} {value:g}", models, feedback_term(net, value, held))
         print(f"  fold {f} done", flush=True)
     first = np.array(results[f"{policies[0][0]} {policies[0][1]:g}"])
     lines = [f"train-only CV, offline share {share:g}, 5 folds x {seeds} seeds; vs the frozen router on the held-out fold",
              f"{'policy':<18} {'ΔAUC':>12} {'ΔQ@C':>12} {'cost %':>7} {'ΔQ@C vs ' + policies[0][0]:>16}"]
     for tag, rows in results.items():
-        v = np.array(rows)
-        m, se = v.mean(axis=0), v.std(axis=0, ddof=1) / np.sqrt(len(v))
-        d = v[:, 1] - first[:, 1]
+        (m, se), (dm, dse) = _mean_se(rows), _mean_se(np.array(rows)[:, 1] - first[:, 1])
         lines.append(f"{tag:<18} {m[0]:+6.2f}±{se[0]:4.2f} {m[1]:+6.2f}±{se[1]:4.2f} {m[2]:7.2f} "
-                     f"{d.mean():+9.2f}±{d.std(ddof=1) / np.sqrt(len(d)):4.2f}")
+                     f"{dm:+9.2f}±{dse:4.2f}")
+    return "\n".join(lines)
+
+
+def _mean_se(values):  # type: ignore[no-untyped-def]
+    """Column means and standard errors of the rows (one row per fold and seed)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return v.mean(axis=0), v.std(axis=0, ddof=1) / np.sqrt(len(v))
+
+
+def replay_cv(share: float, variants: list[dict], folds: int = 5, cost_share: float = 0.25,
+              config: dict | None = None) -> str:
+    """The replay protocol run inside the train files, to choose router settings without the test files.
+
+    For each of ``folds`` folds of the train queries, ``simulate_online`` runs with the other folds
+    as its training stream (``share`` of them offline, the rest streamed with feedback) and the
+    held-out fold as its "test" part, through the router's own ``route``/``feedback``. Each variant
+    is a dict of ``RouterConfig`` overrides, plus optionally ``"thompson": σ``. Reported per variant:
+    the gain at equal cost on the held-out fold (mean ± s.e. over folds), the online cost, and the
+    paired difference to the first variant.
+    """
+    import numpy as np
+
+    from mixllm_router import MixLLMRouter, load_routerbench
+    from mixllm_router.evaluation.online import simulate_online
+    from mixllm_router.router import fold_assignment
+
+    warnings.simplefilter("ignore")
+    train = load_routerbench(split="train")
+    encoder = MixLLMRouter(config=config or {}).encoder
+    assignment = fold_assignment(len(train), folds, 321)
+    ids = np.array(train.query_ids)
+    rows: dict[str, list[list[float]]] = {}
+    for f in range(folds):
+        stream = train.subset(list(ids[assignment != f]))
+        held = train.subset(list(ids[assignment == f]))
+        for variant in variants:
+            overrides = {k: v for k, v in variant.items() if k != "thompson"}
+            report = simulate_online(stream, held, shares=[share], cost_share=cost_share, encoder=encoder,
+                                     thompson=float(variant.get("thompson", 0.0)),
+                                     config={**(config or {}), **overrides}, seed=f)
+            r = report.shares[0].summary()
+            rows.setdefault(json.dumps(variant), []).append(
+                [r["gain_at_equal_cost"], r["online_cost"], r["full_info_gain_at_equal_cost"]])
+        print(f"  fold {f} done", flush=True)
+    first = np.array(next(iter(rows.values())))
+    lines = [f"replay inside the train files, offline share {share:g}, {folds} folds; held-out fold as the live test part",
+             f"{'variant':<44} {'ΔQ@C':>12} {'cost %':>7} {'full ΔQ@C':>10} {'ΔQ@C vs first':>14}"]
+    for tag, values in rows.items():
+        (m, se), (dm, dse) = _mean_se(values), _mean_se(np.array(values)[:, 0] - first[:, 0])
+        lines.append(f"{tag:<44} {m[0]:+6.2f}±{se[0]:4.2f} {m[1]:7.2f} {m[2]:+10.2f} {dm:+8.2f}±{dse:4.2f}")
     return "\n".join(lines)
 
 
@@ -182,11 +257,13 @@ def simulation(out: Path, config: dict, cost_share: float, label_noise: float, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["sim", "cost", "cv", "all"], default="all")
+    parser.add_argument("--part", choices=["sim", "cost", "cv", "replay-cv", "all"], default="all")
+    parser.add_argument("--variants", default='[{}, {"feedback_weight": 0.01}]',
+                        help="--part replay-cv: JSON list of RouterConfig overrides (+ optional 'thompson')")
     parser.add_argument("--cv-share", type=float, default=0.1, help="offline share for --part cv")
     parser.add_argument("--cv-seeds", type=int, default=2)
     parser.add_argument("--cv-policies", default="ucb:0.05,thompson:0.05,thompson:0.1,thompson:0.2",
-                        help="comma list of ucb:α / thompson:σ for --part cv (the first is the baseline)")
+                        help="comma list of ucb:α / thompson:σ / feedback:γ for --part cv (the first is the baseline)")
     parser.add_argument("--out", default="runs/online")
     parser.add_argument("--config", default="{}", help="RouterConfig overrides as JSON")
     parser.add_argument("--cost-share", type=float, default=0.25)
@@ -209,6 +286,10 @@ def main() -> None:
         text = cross_validate(args.cv_share, policies, args.cv_seeds, args.cost_share, config)
         print(text)
         (out / f"cv_{args.cv_share:g}.txt").write_text(text + "\n")
+    if args.part == "replay-cv":
+        text = replay_cv(args.cv_share, json.loads(args.variants), cost_share=args.cost_share, config=config)
+        print(text)
+        (out / f"replay_cv_{args.cv_share:g}.txt").write_text(text + "\n")
     if args.part in ("sim", "all"):
         simulation(out, config, args.cost_share, args.label_noise,
                    [float(s) for s in args.shares.split(",")], None if args.holdout == "none" else args.holdout,

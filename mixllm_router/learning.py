@@ -33,6 +33,11 @@ or graded) — does three things, in this order:
    predictors cannot anticipate) therefore weighs less, in the score and in the gradient (there
    relative to the prior's ``κ0 = 1/(v0 + ε)``, so ``η`` keeps its meaning).
 
+   What enters the meta score is not the logit but the centred policy probability
+   ``π(l|e) − 1/m`` (:meth:`FeedbackScoreNet.routing_scores`): REINFORCE leaves the logits'
+   scale unanchored, and raw logits made routing collapse onto one candidate; the probability is
+   bounded in ``(−1/m, 1 − 1/m)`` and zero for an untrained network.
+
 Exploration. The router's ``route`` adds the LinUCB bonus ``α·u``. :func:`thompson_scores`
 samples instead from the ridge posterior (``q + σ·u·ξ − λ·c``, ``ξ ~ N(0, 1)``), which on RouterBench
 finds a candidate added with no examples where the small UCB bonus never tries it
@@ -82,7 +87,6 @@ from ._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidate
 if TYPE_CHECKING:
     from .candidates import Candidate
     from .data import RoutingDataset
-    from .predictors import CandidatePredictor
     from .router import MixLLMRouter
 
 __all__ = [
@@ -400,6 +404,19 @@ class FeedbackScoreNet:
         p = np.exp(s)
         return p / p.sum(axis=1, keepdims=True)
 
+    def routing_scores(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """The term the meta score adds: the centred policy ``π(l|e) − 1/m``, in ``(−1/m, 1 − 1/m)``.
+
+        Why not the logits ``s_l`` themselves: REINFORCE leaves their scale unanchored (a
+        candidate whose residuals beat the running baseline sees its logit grow with every event),
+        so ``γ·κ·s`` eventually outweighs every quality difference and routing collapses onto one
+        candidate (docs/online_learning.md). The probability keeps what the network learned, which
+        candidate the feedback favours here and by how much relative to the others, on a bounded
+        scale; centring at ``1/m`` makes an untrained network (uniform ``π``) add exactly nothing.
+        """
+        p = self.policy(embeddings, names)
+        return p - 1.0 / p.shape[1]
+
     def variance(self, name: str) -> float:
         n, _, m2 = self.stats.get(name, np.zeros(3))
         st = self.settings
@@ -650,11 +667,15 @@ class OnlineLearner:
 
     # -- routing -------------------------------------------------------------------------------
     def score_terms(self, embeddings: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(s, κ)`` for the meta score, shapes (n, m); None before any feedback."""
+        """``(π − 1/m, κ)`` for the meta score's ``γ·κ·s`` term, shapes (n, m); None before any feedback.
+
+        ``s`` here is the centred policy probability (:meth:`FeedbackScoreNet.routing_scores`), a
+        bounded stand-in for the raw logits.
+        """
         with self.lock:
             if self.net is None or self.net.n_updates == 0:
                 return None
-            s = self.net.scores(embeddings, names)
+            s = self.net.routing_scores(embeddings, names)
             kappa = np.broadcast_to(self.net.confidence(names), s.shape)
             return s, kappa
 

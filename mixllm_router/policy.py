@@ -8,7 +8,9 @@ For a query with embedding ``e`` and candidate ``l``::
 - ``c_l``  predicted cost in USD (known prompt tokens × input price + predicted output)
 - ``u_l``  LinUCB uncertainty ``sqrt(eᵀ A_l⁻¹ e)``; ``α`` rewards exploring little-seen candidates
 - ``P_l``  latency penalty of the candidate's expected wait ``W_l`` (see ``mixllm_router.load``)
-- ``s_l``  online feedback score, weighted by its confidence ``κ_l = 1/(Var[s_l] + ε)``
+- ``s_l``  online feedback score, the centred policy probability ``π(l|e) − 1/m`` of the network
+           trained on feedback (bounded; see ``mixllm_router.learning``), weighted by its
+           confidence ``κ_l = 1/(Var[s_l] + ε)``
 - ``λ``    quality per USD: how many points of quality one dollar is worth. ``λ = 0`` ignores
            cost; large ``λ`` picks the cheapest candidate.
 

@@ -252,6 +252,22 @@ def test_confidence_is_lower_for_noisy_feedback() -> None:
     assert kappa[2] == pytest.approx(1 / (0.25 + 0.01))
 
 
+def test_routing_term_stays_bounded_when_the_logits_run_away() -> None:
+    """Thousands of one-sided events grow the logits without bound; the routing term may not."""
+    net = FeedbackScoreNet(3, LearningSettings(hidden=4, learning_rate=1.0), seed=0)
+    names = ["a", "b", "c", "d"]
+    e = np.array([1.0, 0.5, -0.2])
+    assert np.allclose(net.routing_scores(e, names), 0.0)  # untrained: adds nothing
+    for _ in range(3000):
+        net.step(e, names, "a", residual=1.0)
+    assert np.ptp(net.scores(e, names)) > 8  # the logits ran away (e^8: one candidate takes all of π)
+    term = net.routing_scores(e, names)[0]
+    m = len(names)
+    assert np.all(term > -1 / m) and np.all(term < 1 - 1 / m)
+    assert term.sum() == pytest.approx(0.0, abs=1e-12)
+    assert np.argmax(term) == 0
+
+
 def test_feedback_score_enters_the_meta_score() -> None:
     router = make_router(feedback_weight=0.02)
     for i in range(20):

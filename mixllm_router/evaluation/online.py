@@ -466,6 +466,13 @@ def simulate_online(
         raise DataError("the replay needs every candidate's outcome for every query (load with require_complete=True)")
     if reference is None:
         reference = names[int(np.argmax(c_train.mean(axis=0)))]
+    if reference not in names:
+        raise DataError(f"reference model {reference!r} is not in the data; models: {names}")
+    if holdout is not None:  # checked before the long streams, not after them
+        if holdout not in names:
+            raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
+        if holdout == reference:
+            raise ConfigError("the hold-out candidate cannot be the reference model")
     ref = names.index(reference)
     grid = default_cost_weights(float(np.mean(c_test)), n=200)
     order = np.random.default_rng(seed).permutation(len(train))
@@ -539,10 +546,6 @@ def _holdout(
     q_train: np.ndarray, c_train: np.ndarray, q_test: np.ndarray, c_test: np.ndarray, grid: np.ndarray,
     fitted: Any, eval_every: int, label_noise: float, seed: int, log: Any, thompson: float = 0.0,
 ) -> HoldoutResult:
-    if holdout not in names:
-        raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
-    if holdout == reference:
-        raise ConfigError("the hold-out candidate cannot be the reference model")
     n_off = int(round(share * len(train)))
     off, rest = order[:n_off], order[n_off:]
     without = [n for n in names if n != holdout]

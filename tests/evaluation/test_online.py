@@ -107,6 +107,22 @@ def test_label_noise_is_validated(data) -> None:
         simulate_online(*data, shares=(1.5,), encoder=ENC)
 
 
+def test_bad_holdout_or_reference_fails_before_any_streaming(data, monkeypatch) -> None:
+    """A typo must not cost the user a whole replay first: the check runs before the first route."""
+    from mixllm_router import ConfigError, DataError, MixLLMRouter
+
+    def no_routing(*args, **kwargs):  # pragma: no cover - reached only if validation comes too late
+        raise AssertionError("routed before validating the arguments")
+
+    monkeypatch.setattr(MixLLMRouter, "route_batch", no_routing)
+    with pytest.raises(DataError, match="hold-out candidate 'nope'"):
+        simulate_online(*data, encoder=ENC, reference="big", holdout="nope")
+    with pytest.raises(ConfigError, match="reference"):
+        simulate_online(*data, encoder=ENC, reference="big", holdout="big")
+    with pytest.raises(DataError, match="reference model 'gpt-9'"):
+        simulate_online(*data, encoder=ENC, reference="gpt-9")
+
+
 def test_cli_simulate_online(data, tmp_path: Path) -> None:
     from mixllm_router.cli import main
 

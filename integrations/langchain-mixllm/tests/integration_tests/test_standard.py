@@ -11,7 +11,6 @@ import atexit
 import functools
 from typing import Any
 
-import pytest
 import openai
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
