@@ -193,7 +193,7 @@ def _mean_se(values):  # type: ignore[no-untyped-def]
 
 
 def replay_cv(share: float, variants: list[dict], folds: int = 5, cost_share: float = 0.25,
-              config: dict | None = None) -> str:
+              config: dict | None = None, repeats: int = 1) -> str:
     """The replay protocol run inside the train files, to choose router settings without the test files.
 
     For each of ``folds`` folds of the train queries, ``simulate_online`` runs with the other folds
@@ -201,7 +201,8 @@ def replay_cv(share: float, variants: list[dict], folds: int = 5, cost_share: fl
     held-out fold as its "test" part, through the router's own ``route``/``feedback``. Each variant
     is a dict of ``RouterConfig`` overrides, plus optionally ``"thompson": σ``. Reported per variant:
     the gain at equal cost on the held-out fold (mean ± s.e. over folds), the online cost, and the
-    paired difference to the first variant.
+    paired difference to the first variant. ``repeats > 1`` repeats it with other fold assignments
+    and stream orders (``repeats × folds`` rows in all).
     """
     import numpy as np
 
@@ -212,23 +213,25 @@ def replay_cv(share: float, variants: list[dict], folds: int = 5, cost_share: fl
     warnings.simplefilter("ignore")
     train = load_routerbench(split="train")
     encoder = MixLLMRouter(config=config or {}).encoder
-    assignment = fold_assignment(len(train), folds, 321)
     ids = np.array(train.query_ids)
     rows: dict[str, list[list[float]]] = {}
-    for f in range(folds):
-        stream = train.subset(list(ids[assignment != f]))
-        held = train.subset(list(ids[assignment == f]))
-        for variant in variants:
-            overrides = {k: v for k, v in variant.items() if k != "thompson"}
-            report = simulate_online(stream, held, shares=[share], cost_share=cost_share, encoder=encoder,
-                                     thompson=float(variant.get("thompson", 0.0)),
-                                     config={**(config or {}), **overrides}, seed=f)
-            r = report.shares[0].summary()
-            rows.setdefault(json.dumps(variant), []).append(
-                [r["gain_at_equal_cost"], r["online_cost"], r["full_info_gain_at_equal_cost"]])
-        print(f"  fold {f} done", flush=True)
+    for rep in range(repeats):
+        assignment = fold_assignment(len(train), folds, 321 + rep)
+        for f in range(folds):
+            stream = train.subset(list(ids[assignment != f]))
+            held = train.subset(list(ids[assignment == f]))
+            for variant in variants:
+                overrides = {k: v for k, v in variant.items() if k != "thompson"}
+                report = simulate_online(stream, held, shares=[share], cost_share=cost_share, encoder=encoder,
+                                         thompson=float(variant.get("thompson", 0.0)),
+                                         config={**(config or {}), **overrides}, seed=folds * rep + f)
+                r = report.shares[0].summary()
+                rows.setdefault(json.dumps(variant), []).append(
+                    [r["gain_at_equal_cost"], r["online_cost"], r["full_info_gain_at_equal_cost"]])
+            print(f"  repeat {rep} fold {f} done", flush=True)
     first = np.array(next(iter(rows.values())))
-    lines = [f"replay inside the train files, offline share {share:g}, {folds} folds; held-out fold as the live test part",
+    lines = [f"replay inside the train files, offline share {share:g}, {repeats} x {folds} folds; "
+             "held-out fold as the live test part",
              f"{'variant':<44} {'ΔQ@C':>12} {'cost %':>7} {'full ΔQ@C':>10} {'ΔQ@C vs first':>14}"]
     for tag, values in rows.items():
         (m, se), (dm, dse) = _mean_se(values), _mean_se(np.array(values)[:, 0] - first[:, 0])
@@ -287,7 +290,8 @@ def main() -> None:
         print(text)
         (out / f"cv_{args.cv_share:g}.txt").write_text(text + "\n")
     if args.part == "replay-cv":
-        text = replay_cv(args.cv_share, json.loads(args.variants), cost_share=args.cost_share, config=config)
+        text = replay_cv(args.cv_share, json.loads(args.variants), cost_share=args.cost_share, config=config,
+                         repeats=args.cv_seeds)
         print(text)
         (out / f"replay_cv_{args.cv_share:g}.txt").write_text(text + "\n")
     if args.part in ("sim", "all"):

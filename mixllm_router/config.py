@@ -74,7 +74,10 @@ class RouterConfig(_Settings):
         "under-rated candidate where UCB's small bonus never does (docs/online_learning.md).",
     )
     thompson_scale: float = Field(default=0.2, ge=0, description="σ of Thompson-sampling exploration.")
-    feedback_weight: float = Field(default=0.0, ge=0, description="γ: weight of the online feedback score.")
+    feedback_weight: float = Field(
+        default=0.0, ge=0,
+        description="γ: weight of the online feedback score κ·(π − 1/m); 0 (off) is what cross-validation chose.",
+    )
     prior_strength: float = Field(default=10.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
     quality_model: QualityModel = Field(
         default="ridge", description="Per-candidate quality predictor; '+' averages several."

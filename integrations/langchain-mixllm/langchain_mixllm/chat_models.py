@@ -32,7 +32,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -116,6 +116,37 @@ def _own_id(message: BaseMessage) -> None:
     """Drop the candidate run's ``lc_run-`` id so LangChain gives the message the router run's id."""
     if message.id and message.id.startswith("lc_run-"):
         message.id = None
+
+
+@dataclass
+class _StreamAttempt:
+    """One try of one candidate while streaming: what it has sent so far.
+
+    Shared by ``_stream`` and ``_astream``, which then differ only in how they wait.
+    """
+
+    name: str
+    started: float = field(default_factory=time.perf_counter)
+    provider: dict[str, Any] = field(default_factory=dict)  # the provider's own model name, once seen
+    usage: dict[str, Any] = field(default_factory=dict)
+    emitted: bool = False
+    text: str = ""
+
+    def take(self, model: ChatMixLLM, raw: AIMessageChunk) -> ChatGenerationChunk:
+        """The candidate's chunk as ours, with the text and usage it adds counted."""
+        chunk = model._clean_chunk(raw, self.provider)
+        self.text += chunk.text
+        model._add_usage(self.usage, raw)
+        self.emitted = self.emitted or bool(raw.content or raw.tool_call_chunks)
+        return chunk
+
+    def interrupted(self, exc: Exception) -> StreamInterruptedError | None:
+        """The error to raise once text went out (no fallback then: splicing two models' answers
+        would make a text neither wrote); ``None`` while falling back is still safe."""
+        if not self.emitted:
+            return None
+        return StreamInterruptedError(f"candidate {self.name!r} failed mid-stream: {exc}",
+                                      candidate=self.name, partial_text=self.text)
 
 
 class ChatMixLLM(BaseChatModel):
@@ -480,10 +511,10 @@ class ChatMixLLM(BaseChatModel):
             update["id"] = None
         return ChatGenerationChunk(message=chunk.model_copy(update=update))
 
-    def _last_chunk(self, decision: RoutingDecision, name: str, provider: dict[str, Any],
-                    errors: dict[str, BaseException], usage: dict[str, Any], started: float) -> ChatGenerationChunk:
-        self._record(decision, name, AIMessage(content="", usage_metadata=usage or None), started)
-        meta = self._metadata(decision, name, provider.get("model"), errors)
+    def _last_chunk(self, decision: RoutingDecision, sent: _StreamAttempt,
+                    errors: dict[str, BaseException]) -> ChatGenerationChunk:
+        self._record(decision, sent.name, AIMessage(content="", usage_metadata=sent.usage or None), sent.started)
+        meta = self._metadata(decision, sent.name, sent.provider.get("model"), errors)
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta, chunk_position="last"))
 
     @staticmethod
@@ -510,11 +541,7 @@ class ChatMixLLM(BaseChatModel):
             runnable = self._runnable(name, kwargs)
             attempt = 0
             while True:
-                started = time.perf_counter()
-                provider: dict[str, Any] = {}
-                usage: dict[str, Any] = {}
-                emitted = False
-                text = ""
+                sent = _StreamAttempt(name)
                 try:
                     with tracker.track(name) as ticket:
                         chunks = iter(runnable.stream(messages, config=config, **generation))
@@ -523,24 +550,20 @@ class ChatMixLLM(BaseChatModel):
                                 raw = next(chunks, None)
                             if raw is None:
                                 break
-                            chunk = self._clean_chunk(raw, provider)
-                            text += chunk.text
-                            self._add_usage(usage, raw)
-                            emitted = emitted or bool(raw.content or raw.tool_call_chunks)
+                            chunk = sent.take(self, raw)
                             if run_manager is not None:
                                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                             yield chunk
-                        ticket.output_tokens = usage.get("output_tokens")
+                        ticket.output_tokens = sent.usage.get("output_tokens")
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    if emitted:  # splicing two models' answers would make a text neither wrote
-                        raise StreamInterruptedError(f"candidate {name!r} failed mid-stream: {exc}",
-                                                     candidate=name, partial_text=text) from exc
+                    if (broken := sent.interrupted(exc)) is not None:
+                        raise broken from exc
                     attempt += 1
                     if self._on_error(exc, name, attempt - 1, errors) == "next":
                         break
                     time.sleep(_backoff(attempt))
                     continue
-                yield self._last_chunk(decision, name, provider, errors, usage, started)
+                yield self._last_chunk(decision, sent, errors)
                 return
         raise self._all_failed(errors)
 
@@ -561,11 +584,7 @@ class ChatMixLLM(BaseChatModel):
             runnable = self._runnable(name, kwargs)
             attempt = 0
             while True:
-                started = time.perf_counter()
-                provider: dict[str, Any] = {}
-                usage: dict[str, Any] = {}
-                emitted = False
-                text = ""
+                sent = _StreamAttempt(name)
                 try:
                     async with tracker.atrack(name) as ticket:
                         achunks = aiter(runnable.astream(messages, config=config, **generation))
@@ -574,24 +593,20 @@ class ChatMixLLM(BaseChatModel):
                                 raw = await anext(achunks, None)
                             if raw is None:
                                 break
-                            chunk = self._clean_chunk(raw, provider)
-                            text += chunk.text
-                            self._add_usage(usage, raw)
-                            emitted = emitted or bool(raw.content or raw.tool_call_chunks)
+                            chunk = sent.take(self, raw)
                             if run_manager is not None:
                                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                             yield chunk
-                        ticket.output_tokens = usage.get("output_tokens")
+                        ticket.output_tokens = sent.usage.get("output_tokens")
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    if emitted:
-                        raise StreamInterruptedError(f"candidate {name!r} failed mid-stream: {exc}",
-                                                     candidate=name, partial_text=text) from exc
+                    if (broken := sent.interrupted(exc)) is not None:
+                        raise broken from exc
                     attempt += 1
                     if self._on_error(exc, name, attempt - 1, errors) == "next":
                         break
                     await asyncio.sleep(_backoff(attempt))
                     continue
-                yield self._last_chunk(decision, name, provider, errors, usage, started)
+                yield self._last_chunk(decision, sent, errors)
                 return
         raise self._all_failed(errors)
 
