@@ -28,17 +28,19 @@ from pathlib import Path
 
 from mixllm_router import MixLLMRouter, load_routerbench
 from mixllm_router.clients import ReplayClient
+from mixllm_router.encoders import HashingEncoder
 from mixllm_router.state import FeedbackLearner, RedisState
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routerbench"
 
 
-def load_router(checkpoint: str, encoder: str) -> MixLLMRouter:
-    if encoder == "hashing":
-        from mixllm_router.encoders import HashingEncoder
+def make_encoder(name: str) -> HashingEncoder | None:
+    """``--encoder hashing``: a fast stand-in for tests; None: the checkpoint's own (MiniLM)."""
+    return HashingEncoder() if name == "hashing" else None
 
-        return MixLLMRouter.load(checkpoint, encoder=HashingEncoder())
-    return MixLLMRouter.load(checkpoint)
+
+def load_router(checkpoint: str, encoder: str) -> MixLLMRouter:
+    return MixLLMRouter.load(checkpoint, encoder=make_encoder(encoder))
 
 
 def worker_a(checkpoint: str, encoder: str, url: str, namespace: str, data: str, n: int, out: mp.Queue) -> None:
@@ -90,12 +92,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = str(Path(tmp) / "router")
-        encoder = None
-        if args.encoder == "hashing":
-            from mixllm_router.encoders import HashingEncoder
-
-            encoder = HashingEncoder()
-        MixLLMRouter(encoder=encoder).fit(load_routerbench(args.data, split="train")).save(checkpoint)
+        MixLLMRouter(encoder=make_encoder(args.encoder)).fit(load_routerbench(args.data, split="train")).save(checkpoint)
         print(f"trained and saved; sharing state under namespace {namespace!r} at {args.redis}")
 
         learner = FeedbackLearner(load_router(checkpoint, args.encoder), RedisState(args.redis, namespace=namespace),

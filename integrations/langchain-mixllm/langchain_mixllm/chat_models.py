@@ -32,8 +32,8 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
@@ -42,7 +42,11 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import LangSmithParams, agenerate_from_stream, generate_from_stream
+from langchain_core.language_models.chat_models import (
+    LangSmithParams,
+    agenerate_from_stream,
+    generate_from_stream,
+)
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -132,11 +136,24 @@ class _StreamAttempt:
     emitted: bool = False
     text: str = ""
 
-    def take(self, model: ChatMixLLM, raw: AIMessageChunk) -> ChatGenerationChunk:
-        """The candidate's chunk as ours, with the text and usage it adds counted."""
-        chunk = model._clean_chunk(raw, self.provider)
+    def take(self, raw: AIMessageChunk) -> ChatGenerationChunk:
+        """The candidate's chunk as ours, with the text and usage it adds counted.
+
+        Its position and model name move to our final chunk (:meth:`ChatMixLLM._last_chunk`).
+        """
+        meta = dict(raw.response_metadata or {})
+        if meta.get("model_name"):
+            self.provider["model"] = meta.pop("model_name")
+        meta.pop("model_provider", None)
+        update: dict[str, Any] = {"response_metadata": meta, "chunk_position": None}
+        if raw.id and raw.id.startswith("lc_run-"):
+            update["id"] = None
+        chunk = ChatGenerationChunk(message=raw.model_copy(update=update))
         self.text += chunk.text
-        model._add_usage(self.usage, raw)
+        for key in ("input_tokens", "output_tokens", "total_tokens"):
+            value = (raw.usage_metadata or {}).get(key)
+            if value is not None:
+                self.usage[key] = self.usage.get(key, 0) + value
         self.emitted = self.emitted or bool(raw.content or raw.tool_call_chunks)
         return chunk
 
@@ -500,29 +517,11 @@ class ChatMixLLM(BaseChatModel):
                 return self._finish(decision, name, message, errors, started)
         raise self._all_failed(errors)
 
-    def _clean_chunk(self, chunk: AIMessageChunk, provider: dict[str, Any]) -> ChatGenerationChunk:
-        """A candidate chunk as ours: its position and model name move to our final chunk."""
-        meta = dict(chunk.response_metadata or {})
-        if meta.get("model_name"):
-            provider["model"] = meta.pop("model_name")
-        meta.pop("model_provider", None)
-        update: dict[str, Any] = {"response_metadata": meta, "chunk_position": None}
-        if chunk.id and chunk.id.startswith("lc_run-"):
-            update["id"] = None
-        return ChatGenerationChunk(message=chunk.model_copy(update=update))
-
     def _last_chunk(self, decision: RoutingDecision, sent: _StreamAttempt,
                     errors: dict[str, BaseException]) -> ChatGenerationChunk:
         self._record(decision, sent.name, AIMessage(content="", usage_metadata=sent.usage or None), sent.started)
         meta = self._metadata(decision, sent.name, sent.provider.get("model"), errors)
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta, chunk_position="last"))
-
-    @staticmethod
-    def _add_usage(total: dict[str, Any], chunk: AIMessageChunk) -> None:
-        for key in ("input_tokens", "output_tokens", "total_tokens"):
-            value = (chunk.usage_metadata or {}).get(key)
-            if value is not None:
-                total[key] = total.get(key, 0) + value
 
     def _stream(
         self,
@@ -550,7 +549,7 @@ class ChatMixLLM(BaseChatModel):
                                 raw = next(chunks, None)
                             if raw is None:
                                 break
-                            chunk = sent.take(self, raw)
+                            chunk = sent.take(raw)
                             if run_manager is not None:
                                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                             yield chunk
@@ -593,7 +592,7 @@ class ChatMixLLM(BaseChatModel):
                                 raw = await anext(achunks, None)
                             if raw is None:
                                 break
-                            chunk = sent.take(self, raw)
+                            chunk = sent.take(raw)
                             if run_manager is not None:
                                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                             yield chunk
