@@ -41,7 +41,6 @@ import warnings
 from pathlib import Path
 
 
-
 def feedback_cost(n_events: int = 400) -> list[dict[str, float]]:
     from mixllm_router import MixLLMRouter, load_routerbench
 

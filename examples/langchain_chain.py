@@ -24,8 +24,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
-
 from langchain_mixllm import ChatMixLLM
+
 from mixllm_router import Candidate, MixLLMRouter, RoutingDataset
 
 

@@ -29,9 +29,9 @@ from llama_index.core import SimpleDirectoryReader, VectorStoreIndex  # noqa: E4
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent  # noqa: E402
-
 from llama_index.embeddings.mixllm import MixLLMEmbedding  # noqa: E402
 from llama_index.llms.mixllm import MixLLM  # noqa: E402
+
 from mixllm_router import Candidate, MixLLMRouter, RoutingDataset  # noqa: E402
 from mixllm_router.clients import CallableClient, Message  # noqa: E402
 

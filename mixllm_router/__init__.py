@@ -10,6 +10,8 @@ SDKs are imported when first used.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._exceptions import (
     AllCandidatesFailedError,
     BudgetExceededError,
@@ -28,8 +30,6 @@ from ._exceptions import (
     TransientClientError,
     UnknownCandidateError,
 )
-from typing import TYPE_CHECKING
-
 from .candidates import Candidate, CandidatePool
 from .config import EncoderSettings, LatencySettings, RouterConfig
 from .decision import CandidateScore, RoutingDecision

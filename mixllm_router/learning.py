@@ -742,6 +742,8 @@ class OnlineLearner:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         from .data import RoutingDataset
 
+        cost: np.ndarray | None
+        out: np.ndarray | None
         if isinstance(examples, RoutingDataset):
             if name not in examples.models:
                 raise DataError(f"the examples have no outcomes for {name!r}; models in them: {examples.models}")

@@ -130,8 +130,7 @@ class RoutedStream:
     def __iter__(self) -> Iterator[CompletionChunk]:
         if not isinstance(self._inner, CallStream):
             raise TypeError("this stream is asynchronous: use `async for`")
-        for chunk in self._inner:
-            yield chunk
+        yield from self._inner
         self._finish()
 
     async def __aiter__(self) -> AsyncIterator[CompletionChunk]:

@@ -83,6 +83,11 @@ def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(np.arange(n) % folds)
 
 
+#: Most query-to-bank similarities held at once when kNN predicts (4M float32 = 16 MB, plus the
+#: neighbour search's index array): bounds prediction memory on large data.
+_SIMILARITY_BLOCK = 1 << 22
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Per-candidate predictions for a batch of queries (rows) and candidates (columns)."""
@@ -395,18 +400,25 @@ class MixLLMRouter:
         tokens: np.ndarray,
         bank: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x = features(embeddings, tokens)
-        # similarities to the whole bank feed only kNN predictors: skip the product when none is used
-        uses_knn = any("knn" in models[name].kinds and models[name].knn.targets.size for name in names)
-        sims = embeddings @ bank.T if uses_knn else None
         n, m = embeddings.shape[0], len(names)
         quality, cost, unc = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
-        for j, name in enumerate(names):
-            model = models[name]
-            cand = self.pool.get(name)
-            quality[:, j] = model.predict_quality(x, embeddings, sims)
-            cost[:, j] = model.predict_cost(x, tokens, cand.input_price, cand.output_price)
-            unc[:, j] = model.uncertainty(x)
+        # similarities to the whole bank feed only kNN predictors: skip the product when none is used
+        uses_knn = any("knn" in models[name].kinds and models[name].knn.targets.size for name in names)
+        # With kNN, the (rows × bank) similarities and the neighbour search over them grow with both
+        # sizes (30k queries against a 30k bank would be several GB): take the rows in blocks of at
+        # most _SIMILARITY_BLOCK similarities, which leaves the results unchanged.
+        step = max(1, _SIMILARITY_BLOCK // max(bank.shape[0], 1)) if uses_knn else max(n, 1)
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            e, t = embeddings[rows], tokens[rows]
+            x = features(e, t)
+            sims = e @ bank.T if uses_knn else None
+            for j, name in enumerate(names):
+                model = models[name]
+                cand = self.pool.get(name)
+                quality[rows, j] = model.predict_quality(x, e, sims)
+                cost[rows, j] = model.predict_cost(x, t, cand.input_price, cand.output_price)
+                unc[rows, j] = model.uncertainty(x)
         return quality, cost, unc
 
     def predict(

@@ -15,7 +15,7 @@ want=$(cat pyproject.toml integrations/*/pyproject.toml scripts/setup.sh | sha25
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q "torch==${TORCH_VERSION}"
-  python -m pip install -q -e ".[all,test]"
+  python -m pip install -q -e ".[all,test,lint]"
   for pkg in integrations/*/; do
     if [ -f "$pkg/pyproject.toml" ]; then
       python -m pip install -q -e "$pkg"

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+python -m ruff check mixllm_router integrations tests benchmarks examples   # lint rules: pyproject.toml
 python -m pytest tests "$@"
 # each integration package has its own pytest config (same offline rules)
 python -m pytest integrations/langchain-mixllm/tests "$@"

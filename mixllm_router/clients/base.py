@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -82,7 +82,7 @@ class Message(BaseModel):
     name: str | None = None
 
 
-MessagesInput = Union[str, Message, Mapping[str, Any], Sequence[Union[Message, Mapping[str, Any]]]]
+MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 
 
 def _decode_arguments(raw: Any) -> dict[str, Any]:
@@ -298,7 +298,10 @@ class ChatClient(Protocol):
     provider's own exception chained as ``__cause__``.
     """
 
-    supports_tools: bool
+    @property
+    def supports_tools(self) -> bool:
+        """Whether ``tools=`` may be passed (read-only here, so wrappers may compute it)."""
+        ...
 
     def complete(
         self,
@@ -401,13 +404,47 @@ class BaseChatClient:
     ) -> Completion:
         raise NotImplementedError
 
-    async def acomplete(self, messages: MessagesInput, **kwargs: Any) -> Completion:
-        return await asyncio.to_thread(self.complete, messages, **kwargs)
+    async def acomplete(
+        self,
+        messages: MessagesInput,
+        *,
+        tools: Sequence[ToolSpec] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        return await asyncio.to_thread(
+            self.complete, messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop,
+            timeout=timeout,
+        )
 
-    def stream(self, messages: MessagesInput, **kwargs: Any) -> Iterator[CompletionChunk]:
-        yield from completion_to_chunks(self.complete(messages, **kwargs))
+    def stream(
+        self,
+        messages: MessagesInput,
+        *,
+        tools: Sequence[ToolSpec] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[CompletionChunk]:
+        yield from completion_to_chunks(self.complete(
+            messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop, timeout=timeout,
+        ))
 
-    async def astream(self, messages: MessagesInput, **kwargs: Any) -> AsyncIterator[CompletionChunk]:
+    async def astream(
+        self,
+        messages: MessagesInput,
+        *,
+        tools: Sequence[ToolSpec] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[CompletionChunk]:
+        kwargs: dict[str, Any] = {"tools": tools, "max_tokens": max_tokens, "temperature": temperature,
+                                  "stop": stop, "timeout": timeout}
         if type(self).stream is not BaseChatClient.stream:
             iterator = iter(self.stream(messages, **kwargs))
             try:

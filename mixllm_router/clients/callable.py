@@ -24,9 +24,9 @@ class CallableClient(BaseChatClient):
         if not callable(fn):
             raise ConfigError(f"CallableClient needs a callable, got {type(fn).__name__}")
         self.fn = fn
-        self.model = model_name or getattr(fn, "__name__", type(fn).__name__)
+        self.model = model_name or str(getattr(fn, "__name__", type(fn).__name__))
         self.supports_tools = supports_tools
-        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
     def _wrap(self, value: Any) -> Completion:
         if isinstance(value, Completion):

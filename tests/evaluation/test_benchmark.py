@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from synthetic import make_synthetic
 
 from mixllm_router import RoutingDataset
 from mixllm_router.evaluation import evaluate, plot_tradeoff
 from mixllm_router.evaluation.baselines import knn_baseline, ridge_baseline
 from mixllm_router.tuning import tune
-
-from synthetic import make_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 import pytest
-
 from redis_server import RedisServer, redis_server_binary
 
 

@@ -150,8 +150,9 @@ class _StreamAttempt:
             update["id"] = None
         chunk = ChatGenerationChunk(message=raw.model_copy(update=update))
         self.text += chunk.text
+        usage: Mapping[str, Any] = raw.usage_metadata or {}
         for key in ("input_tokens", "output_tokens", "total_tokens"):
-            value = (raw.usage_metadata or {}).get(key)
+            value = usage.get(key)
             if value is not None:
                 self.usage[key] = self.usage.get(key, 0) + value
         self.emitted = self.emitted or bool(raw.content or raw.tool_call_chunks)
@@ -296,7 +297,7 @@ class ChatMixLLM(BaseChatModel):
             names = [
                 n for n in names
                 if router.pool.get(n).supports_tools
-                and type(self._chat_model(n)).bind_tools is not BaseChatModel.bind_tools
+                and type(self._chat_model(n)).bind_tools is not BaseChatModel.bind_tools  # type: ignore[union-attr]
             ]
         if not names:
             need = " that supports tools (Candidate.supports_tools and a bind_tools model)" if kwargs.get("tools") else ""

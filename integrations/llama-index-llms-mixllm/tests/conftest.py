@@ -3,11 +3,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 # tiktoken (LlamaIndex's default tokenizer) would download its BPE files: use the copy
 # llama-index-core ships, before anything imports tiktoken.
 import llama_index.core
+import pytest
 
 os.environ.setdefault(
     "TIKTOKEN_CACHE_DIR", str(Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache")

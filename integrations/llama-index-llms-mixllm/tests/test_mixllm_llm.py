@@ -11,8 +11,8 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
-
 from llama_index.llms.mixllm import MixLLM
+
 from mixllm_router import ConfigError, MixLLMRouter
 
 EASY = "what colour is the sky on a clear day?"

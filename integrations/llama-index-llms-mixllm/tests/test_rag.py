@@ -13,9 +13,9 @@ from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
-
 from llama_index.embeddings.mixllm import MixLLMEmbedding
 from llama_index.llms.mixllm import MixLLM
+
 from mixllm_router import FeedbackError
 
 pytestmark = pytest.mark.encoder

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import openai
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
@@ -14,10 +15,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.schemas import Run
-import openai
+from langchain_mixllm import ChatMixLLM
 from langchain_openai import ChatOpenAI
 
-from langchain_mixllm import ChatMixLLM
 from mixllm_router import AllCandidatesFailedError, ClientError, FeedbackError, MixLLMRouter, UnknownCandidateError
 from tests.openai_compat_server import RuleBasedOpenAIServer
 from tests.router_fixture import LARGE, SMALL, fit_router

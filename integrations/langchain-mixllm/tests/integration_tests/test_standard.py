@@ -12,10 +12,10 @@ import functools
 from typing import Any
 
 import openai
+from langchain_mixllm import ChatMixLLM
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_mixllm import ChatMixLLM
 from tests.openai_compat_server import RuleBasedOpenAIServer
 from tests.router_fixture import LARGE, SMALL, checkpoint_path
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.load import dumpd, load
+from langchain_mixllm import ChatMixLLM
 from langchain_openai import ChatOpenAI
 
-from langchain_mixllm import ChatMixLLM
 from mixllm_router import CheckpointError, ConfigError, UnknownCandidateError
 
 

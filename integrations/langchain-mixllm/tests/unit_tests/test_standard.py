@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_mixllm import ChatMixLLM
 from langchain_openai import ChatOpenAI
 from langchain_tests.unit_tests import ChatModelUnitTests
-
-from langchain_mixllm import ChatMixLLM
 
 CHECKPOINT = "router-checkpoint"
 
