@@ -24,6 +24,13 @@ Protocol (issue 7). For each offline share ``s`` (10%, 30%, 50%):
 7. a paired bootstrap (test queries resampled, every router's choices fixed) of the gain at
    equal cost, because a 945-query test set moves single quality-at-cost points by a point or more.
 
+Drift scenario (``drift=``): from the first test query on, one candidate answers as another one
+did (its recorded quality is replaced by the other's, its cost is kept), as when a provider
+silently swaps or degrades the model behind a name. Both routers were fitted before the change;
+only the online one can notice it, through feedback. ``drift="auto"`` picks, on the training data
+only, the non-reference candidate that a router fitted on all training queries uses most at
+``cost_share``, and makes it answer like the candidate with the lowest mean training quality.
+
 Hold-out experiment: train offline without one candidate (``zero-one-ai/Yi-34B-Chat``), add it
 live with :meth:`~MixLLMRouter.add_candidate` and no labelled examples, stream the rest of the
 training queries, and count the feedback events until the test AUC reaches 90% of that of a
@@ -59,6 +66,7 @@ __all__ = [
     "ShareResult",
     "StreamTrace",
     "add_simulate_online_parser",
+    "drift_outcomes",
     "plot_online",
     "run_simulate_online",
     "simulate_online",
@@ -239,6 +247,7 @@ class OnlineReport:
     window: int = 300
     thompson: float = 0.0  # σ of Thompson-sampling exploration (0: the router's UCB routing)
     recalibrate_every: int = 0  # the online router re-solves λ every this many events (0: λ fixed)
+    drift: tuple[str, str] | None = None  # (candidate, like): from the first test query on, answers like `like`
 
     def table(self) -> str:
         knob = (f"λ re-solved every {self.recalibrate_every} events for" if self.recalibrate_every
@@ -251,6 +260,9 @@ class OnlineReport:
             f"{'frozen C':>8} {'ΔC':>6} {'fr Q@C':>6} {'ΔQ@C':>6} {'95% interval':>14} {'AUC fr':>6} {'AUC on':>6} "
             f"{'AUC full':>8} {'full ΔQ@C':>9} {'ms/fb':>6}",
         ]
+        if self.drift is not None:
+            lines.insert(1, f"drift: from the first test query on, {self.drift[0]} answers like {self.drift[1]} "
+                            "(its recorded quality replaced, its cost kept); test figures use the drifted outcomes")
         for r in self.shares:
             s = r.summary()
             lines.append(
@@ -303,6 +315,7 @@ class OnlineReport:
             "label_noise": self.label_noise,
             "thompson": self.thompson,
             "recalibrate_every": self.recalibrate_every,
+            "drift": None if self.drift is None else {"candidate": self.drift[0], "like": self.drift[1]},
             "config": self.config,
             "shares": [
                 {**clean(r.summary()), "cost_weight": r.cost_weight, "auc_events": r.auc_events,
@@ -330,6 +343,42 @@ class OnlineReport:
 
 
 # ---------------------------------------------------------------------------------- simulation
+def drift_outcomes(data: RoutingDataset, candidate: str, like: str) -> RoutingDataset:
+    """A copy of ``data`` in which ``candidate``'s recorded quality is ``like``'s, query by query.
+
+    Its cost (and every other column and model) is unchanged: the name still bills the same, but
+    the answers are now another model's. Used to replay a silent change of a candidate.
+    """
+    from ..data import RoutingDataset
+
+    for name in (candidate, like):
+        if name not in data.models:
+            raise DataError(f"drift: {name!r} is not in the data; models: {data.models}")
+    if candidate == like:
+        raise ConfigError("drift: a candidate cannot drift to itself")
+    frame = data.frame.copy()
+    like_quality = frame.loc[frame["model"] == like].set_index("query_id")["quality"]
+    rows = (frame["model"] == candidate).to_numpy()
+    new_quality = frame.loc[rows, "query_id"].map(like_quality).to_numpy(dtype=np.float64)
+    if not np.isfinite(new_quality).all():
+        raise DataError(f"drift: {like!r} has no recorded quality for some queries {candidate!r} answered")
+    frame.loc[rows, "quality"] = new_quality
+    return RoutingDataset.from_pandas(frame, source=f"{data.source}[{candidate} answers like {like}]")
+
+
+def _auto_drift(router: MixLLMRouter, train: RoutingDataset, emb: np.ndarray, names: list[str], reference: str,
+                cost_share: float) -> tuple[str, str]:
+    """Train-only choice for ``drift="auto"``: (the most-used non-reference candidate, the worst one)."""
+    lam = router.resolve_cost_weight(cost_share=cost_share)
+    chosen = _routed_choices(router, train.queries, emb, lam)
+    counts = np.bincount(chosen, minlength=len(names)).astype(float)
+    counts[names.index(reference)] = -1.0
+    candidate = names[int(np.argmax(counts))]
+    mean_quality = train.matrix("quality", names).mean(axis=0)
+    mean_quality[names.index(candidate)] = np.inf
+    return candidate, names[int(np.argmin(mean_quality))]
+
+
 def _test_auc(router: MixLLMRouter, queries: list[str], emb: np.ndarray, q_true: np.ndarray, c_true: np.ndarray,
               ref: int, grid: np.ndarray) -> float:
     p = router.predict(queries, embeddings=emb)
@@ -437,11 +486,16 @@ def simulate_online(
     holdout: str | None = None,
     holdout_share: float = 0.3,
     holdout_prior: str | None = "similar",
+    drift: tuple[str, str] | str | None = None,
     eval_every: int = 250,
     seed: int = 0,
     show_progress: bool = False,
 ) -> OnlineReport:
-    """Run the replay simulation described in the module docstring."""
+    """Run the replay simulation described in the module docstring.
+
+    ``drift``: ``(candidate, like)`` or ``"auto"``; from the first test query on, ``candidate``
+    answers as ``like`` did (:func:`drift_outcomes`). ``None``: the recorded outcomes as they are.
+    """
     if not 0 <= label_noise < 0.5:
         raise ConfigError(f"label_noise must be in [0, 0.5), got {label_noise}")
     if recalibrate_every < 0 or recalibrate_every == 1:
@@ -473,6 +527,10 @@ def simulate_online(
             raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
         if holdout == reference:
             raise ConfigError("the hold-out candidate cannot be the reference model")
+    if drift is not None and drift != "auto":
+        if isinstance(drift, str) or len(drift) != 2:
+            raise ConfigError(f"drift must be 'auto' or a (candidate, like) pair, got {drift!r}")
+        drift_outcomes(test, *drift)  # names checked before the long streams
     ref = names.index(reference)
     grid = default_cost_weights(float(np.mean(c_test)), n=200)
     order = np.random.default_rng(seed).permutation(len(train))
@@ -483,6 +541,15 @@ def simulate_online(
         r = MixLLMRouter(models, config=cfg.model_copy(update={"reference_model": reference}), encoder=base.encoder)
         r.fit(train.subset([ids[i] for i in rows]).with_models(models), embeddings=train_emb[rows])
         return r
+
+    full = fitted(order, names)  # full-information ceiling: every training query, every candidate
+    drift_pair: tuple[str, str] | None = None
+    if drift is not None:
+        drift_pair = _auto_drift(full, train, train_emb, names, reference, cost_share) if drift == "auto" \
+            else (str(drift[0]), str(drift[1]))
+        log(f"drift: from the first test query on, {drift_pair[0]} answers like {drift_pair[1]}")
+        test = drift_outcomes(test, *drift_pair)
+        q_test = test.matrix("quality", names)
 
     for share in shares:
         n_off = int(round(share * len(train)))
@@ -512,7 +579,6 @@ def simulate_online(
                                               cost_share=cost_share)
         frozen_curve, frozen_choices = _frozen_curve(frozen, test.queries, test_emb, q_test, c_test, ref,
                                                      np.concatenate([grid, [lam]]))
-        full = fitted(order, names)  # full-information ceiling: every training query, every candidate
         result = ShareResult(
             offline_share=share, n_offline=n_off, n_stream_train=len(rest), n_test=len(test),
             cost_weight=lam, names=names, online=online_trace, frozen=frozen_trace,
@@ -537,7 +603,7 @@ def simulate_online(
         )
     return OnlineReport(reference=reference, cost_share=cost_share, label_noise=label_noise,
                         config=cfg.model_dump(mode="json"), shares=results, holdout=holdout_result,
-                        thompson=thompson, recalibrate_every=recalibrate_every)
+                        thompson=thompson, recalibrate_every=recalibrate_every, drift=drift_pair)
 
 
 def _holdout(
@@ -658,6 +724,8 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--holdout-share", dest="holdout_share", type=float, default=0.3)
     p.add_argument("--holdout-prior", dest="holdout_prior", default="similar",
                    help="'similar', 'mean', 'none' or a candidate name")
+    p.add_argument("--drift", help="'auto' or CANDIDATE=LIKE: from the first test query on, CANDIDATE answers "
+                                   "as LIKE did (a silent model change only feedback can reveal)")
     p.add_argument("--eval-every", dest="eval_every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/online", help="folder for online.json, online.txt, online.png")
@@ -683,11 +751,17 @@ def run_simulate_online(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--shares must be a comma list of numbers, got {args.shares!r}") from None
     prior = None if args.holdout_prior == "none" else args.holdout_prior
+    drift: tuple[str, str] | str | None = args.drift
+    if args.drift and args.drift != "auto":
+        candidate, sep, like = args.drift.partition("=")
+        if not sep or not candidate.strip() or not like.strip():
+            raise ConfigError(f"--drift must be 'auto' or CANDIDATE=LIKE, got {args.drift!r}")
+        drift = (candidate.strip(), like.strip())
     report = simulate_online(
         train, test, shares=shares, cost_share=args.sim_cost_share, label_noise=args.label_noise, thompson=args.thompson,
         recalibrate_every=args.recalibrate_every, config=config, encoder=_encoder_from_args(args),
         reference=args.reference_model, holdout=args.holdout,
-        holdout_share=args.holdout_share, holdout_prior=prior, eval_every=args.eval_every, seed=args.seed,
+        holdout_share=args.holdout_share, holdout_prior=prior, drift=drift, eval_every=args.eval_every, seed=args.seed,
         show_progress=True,
     )
     print(report.table())

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixllm_router import RoutingDataset
+from mixllm_router import ConfigError, DataError, RoutingDataset
 from mixllm_router.encoders import HashingEncoder
-from mixllm_router.evaluation.online import simulate_online
+from mixllm_router.evaluation.online import drift_outcomes, simulate_online
 
 ENC = HashingEncoder(dim=64)
 # model -> (P(correct) on math, P(correct) on poems, USD per query)
@@ -133,3 +133,54 @@ def test_cli_simulate_online(data, tmp_path: Path) -> None:
                  "--reference-model", "big", "--cost-share", "0.5", "--eval-every", "500", "--out", str(tmp_path / "out")])
     assert code == 0
     assert (tmp_path / "out" / "online.json").exists()
+
+
+def test_drift_outcomes_swaps_one_candidates_quality_only(data) -> None:
+    _, test = data
+    drifted = drift_outcomes(test, "math-small", "poet-small")
+    assert drifted.queries == test.queries and drifted.models == test.models
+    before = {m: test.matrix("quality", [m])[:, 0] for m in test.models}
+    np.testing.assert_array_equal(drifted.matrix("quality", ["math-small"])[:, 0], before["poet-small"])
+    for m in ("big", "poet-small"):
+        np.testing.assert_array_equal(drifted.matrix("quality", [m])[:, 0], before[m])
+    np.testing.assert_array_equal(drifted.matrix("cost", test.models), test.matrix("cost", test.models))
+    with pytest.raises(DataError, match="nope"):
+        drift_outcomes(test, "nope", "big")
+    with pytest.raises(ConfigError):
+        drift_outcomes(test, "big", "big")
+
+
+def test_feedback_reveals_a_candidate_that_drifted(data) -> None:
+    """From the first test query on, math-small answers like poet-small (bad at math).
+
+    The frozen router keeps sending math to it; the online router, taught by feedback on the
+    training part of the stream and then on the drifted test part, must notice and do better at
+    equal cost. A learner that ignores feedback, or a drift that was not applied, fails this.
+    """
+    train, test = data
+    report = simulate_online(
+        train, test, shares=(0.3,), cost_share=0.3, encoder=ENC, reference="big", drift=("math-small", "poet-small"),
+        eval_every=1000, config={"encoder": {"kind": "hashing", "use_cache": False}})
+    s = report.shares[0].summary()
+    assert report.drift == ("math-small", "poet-small")
+    assert "answers like poet-small" in report.table()
+    assert report.to_json()["drift"] == {"candidate": "math-small", "like": "poet-small"}
+    # the frozen router's test quality is scored on the drifted outcomes
+    r = report.shares[0]
+    part = r.test_slice()
+    drifted = drift_outcomes(test, "math-small", "poet-small").matrix("quality", r.names)
+    np.testing.assert_array_equal(r.frozen.quality[part], drifted[np.arange(len(test)), r.frozen.chosen[part]])
+    assert s["gain_at_equal_cost"] > 1.0, report.table()
+
+
+def test_auto_drift_is_chosen_on_training_data_and_bad_drift_fails_early(data) -> None:
+    train, test = data
+    with pytest.raises(DataError, match="nope"):
+        simulate_online(train, test, encoder=ENC, reference="big", drift=("nope", "big"))
+    with pytest.raises(ConfigError):
+        simulate_online(train, test, encoder=ENC, reference="big", drift="sometimes")
+    report = simulate_online(train, test, shares=(0.3,), cost_share=0.3, encoder=ENC, reference="big", drift="auto",
+                             eval_every=1000, config={"encoder": {"kind": "hashing", "use_cache": False}})
+    assert report.drift is not None
+    candidate, like = report.drift
+    assert candidate != "big" and like != candidate and like in train.models
