@@ -76,7 +76,11 @@ class RouterConfig(_Settings):
     thompson_scale: float = Field(default=0.2, ge=0, description="σ of Thompson-sampling exploration.")
     feedback_weight: float = Field(
         default=0.0, ge=0,
-        description="γ: weight of the online feedback score κ·(π − 1/m); 0 (off) is what cross-validation chose.",
+        description=(
+            "γ: weight of the online feedback score κ·(π − 1/m). 0 (off) is what cross-validation chose on "
+            "stationary data; 0.1–0.5 lets feedback override the predictors fast when a candidate changes "
+            "behind its name, at some cost when nothing changes (docs/online_learning.md, drift replay)."
+        ),
     )
     prior_strength: float = Field(default=10.0, gt=0, description="λ0: ridge penalty and prior precision of A.")
     quality_model: QualityModel = Field(

@@ -278,7 +278,9 @@ class OnlineReport:
         lines.append("AUC on = test AUC of the online router's predictions after the training part of the stream.")
         lines.append("95% interval: paired bootstrap of ΔQ@C over the test queries (choices fixed).")
         lines.append("AUC full / full ΔQ@C = full-information ceiling: the router refitted on the offline queries plus "
-                     "every training query of the stream with every candidate's outcome (at the same λ).")
+                     "every training query of the stream with every candidate's outcome (at the same λ)"
+                     + ("; with drift it knows only the outcomes from before the change, so it bounds nothing."
+                        if self.drift is not None else "."))
         if self.holdout is not None:
             h = self.holdout.summary()
             lines += [
