@@ -54,12 +54,36 @@ def load_data(paths: Sequence[str], *, split: str | None = None, on_error: str =
             sets.append(load_routerbench(path, split=split, on_error=on_error))  # type: ignore[arg-type]
         else:
             data = RoutingDataset.from_csv(path, on_error=on_error)  # type: ignore[arg-type]
-            if split is not None and data.has_column("split"):
+            if split is not None:
+                if not data.has_column("split"):
+                    raise MixLLMError(f"{path}: no 'split' column, so split {split!r} selects nothing; "
+                                      "leave the split out to use every row")
                 data = data.splits().get(split) or data.subset([])
             sets.append(data)
     if not sets:
         raise MixLLMError("no data given")
     return sets[0] if len(sets) == 1 else sets[0].concat(*sets[1:])
+
+
+def load_train_test(
+    paths: Sequence[str], *, on_error: str = "drop", test_size: float = 0.2, seed: int = 0
+) -> tuple[RoutingDataset, RoutingDataset]:
+    """Training and test sets from ``--data``.
+
+    With a ``split`` column (RouterBench: from the file names) its ``train`` and ``test`` rows.
+    Without one, a seeded share ``test_size`` of the queries (stratified by ``task`` where the data
+    has one) is held out: evaluating on the training queries would report memorisation, not routing.
+    """
+    data = load_data(paths, on_error=on_error)
+    if data.has_column("split"):
+        parts = data.splits()
+        if "train" not in parts or "test" not in parts:
+            raise MixLLMError(f"the split column holds {sorted(parts)}; this needs 'train' and 'test' rows "
+                              "(or no split column at all, and a held-out share is used)")
+        return parts["train"], parts["test"]
+    train, test = data.train_test_split(test_size, seed=seed)
+    _log(f"no 'split' column: {len(test)} of {len(data)} queries ({test_size:.0%}, seed {seed}) held out as the test set")
+    return train, test
 
 
 def _encoder_from_args(args: argparse.Namespace) -> QueryEncoder | None:
@@ -84,6 +108,13 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if encoder:
         cfg["encoder"] = encoder
     return cfg
+
+
+def _add_split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-size", dest="test_size", type=float, default=0.2,
+                   help="share of the queries held out as test when --data has no split column (default 0.2)")
+    if not any(a.dest == "seed" for a in p._actions):
+        p.add_argument("--seed", type=int, default=0, help="seed of that held-out split")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -173,9 +204,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test = load_data(args.test, on_error=args.on_error)
     else:
         if not args.data:
-            raise MixLLMError("give --data (with train/test splits) or --train and --test")
-        train = load_data(args.data, split="train", on_error=args.on_error)
-        test = load_data(args.data, split="test", on_error=args.on_error)
+            raise MixLLMError("give --data or --train and --test")
+        train, test = load_train_test(args.data, on_error=args.on_error, test_size=args.test_size, seed=args.seed)
     _log(f"train: {len(train)} queries, test: {len(test)} queries, models: {len(train.models)}")
     config = _config_from_args(args)
     encoder = _training_encoder(args, train, config)
@@ -224,13 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("eval", help="train on train data, report on test data beside baselines")
-    p.add_argument("--data", nargs="+", help="files/folders with train and test splits")
+    p.add_argument("--data", nargs="+", help="files/folders: their train and test splits, or (without a split "
+                                             "column) a held-out share of the queries")
     p.add_argument("--train", nargs="+", help="training files (instead of --data)")
     p.add_argument("--test", nargs="+", help="test files (instead of --data)")
     p.add_argument("--out", default="runs/eval", help="folder for results.json and tradeoff.png")
     p.add_argument("--decisions", help="write each test query's choice at several λ to this JSONL file")
     p.add_argument("--decision-points", dest="decision_points", type=int, default=11,
                    help="how many λ values --decisions records (default 11)")
+    _add_split_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_eval)
 

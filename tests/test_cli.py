@@ -50,6 +50,44 @@ def test_eval_on_a_long_csv(long_csv, tmp_path, capsys):
     assert len(decisions) == 30 * 11 and {d["chosen"] for d in decisions} <= set(names)
 
 
+def _without_split(src, dst):
+    with src.open() as fh:
+        rows = list(csv.DictReader(fh))
+    with dst.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[c for c in rows[0] if c != "split"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return dst
+
+
+def test_eval_without_a_split_column_holds_queries_out(long_csv, tmp_path, capsys):
+    """No split column: a seeded share of the queries is the test set, never the training queries."""
+    data = _without_split(long_csv, tmp_path / "nosplit.csv")
+    out = tmp_path / "eval"
+    code = main(["eval", "--data", str(data), "--out", str(out), "--encoder", "hashing", "--reference-model",
+                 "acme-large", "--test-size", "0.25", "--seed", "3"])
+    assert code == 0
+    assert "held out as the test set" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_train"] == 90 and results["n_test"] == 30
+
+
+def test_split_column_without_test_rows_or_split_without_column_is_an_error(long_csv, tmp_path, capsys):
+    only_train = tmp_path / "only_train.csv"
+    with long_csv.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+    with only_train.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["eval", "--data", str(only_train), "--encoder", "hashing", "--out", str(tmp_path / "e")]) == 2
+    assert "'train' and 'test'" in capsys.readouterr().err
+    nosplit = _without_split(long_csv, tmp_path / "nosplit.csv")
+    assert main(["train", "--data", str(nosplit), "--split", "train", "--out", str(tmp_path / "r"),
+                 "--encoder", "hashing"]) == 2
+    assert "no 'split' column" in capsys.readouterr().err
+
+
 def test_train_then_route(long_csv, tmp_path, capsys):
     ckpt = tmp_path / "router"
     assert main(["train", "--data", str(long_csv), "--split", "train", "--out", str(ckpt), "--encoder", "hashing"]) == 0

@@ -164,7 +164,7 @@ def evaluate(
     methods: list[MethodResult] = []
     main_curve, q_hat, c_hat = curve_of(router)
     methods.append(MethodResult(f"mixllm ({cfg.quality_model})", "router", main_curve))
-    intervals = bootstrap_summary(q_hat, c_hat, quality, cost, ref, grid[::3], seed=seed) if bootstrap else {}
+    intervals = bootstrap_summary(q_hat, c_hat, quality, cost, ref, grid, seed=seed) if bootstrap else {}
     report_decisions: list[dict[str, Any]] = []
     if decisions_at > 0:
         for lam in grid[np.linspace(0, len(grid) - 1, decisions_at).astype(int)]:

@@ -704,13 +704,14 @@ def plot_online(report: OnlineReport, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------- CLI
 def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``mixllm simulate-online``: the replay simulation on recorded outcomes."""
-    from ..cli import _add_model_options
+    from ..cli import _add_model_options, _add_split_options
 
     p = subparsers.add_parser(
         "simulate-online",
         help="replay recorded outcomes as live feedback: online learning vs the same router frozen",
     )
-    p.add_argument("--data", nargs="+", help="files/folders with train and test splits (RouterBench)")
+    p.add_argument("--data", nargs="+", help="files/folders: their train and test splits, or (without a split "
+                                             "column) a held-out share of the queries")
     p.add_argument("--shares", default="0.1,0.3,0.5", help="offline shares of the training queries (comma list)")
     p.add_argument("--cost-share", dest="sim_cost_share", type=float, default=0.25,
                    help="fix λ at this share of the reference cost (calibrated offline), for both routers")
@@ -729,21 +730,21 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--drift", help="'auto' or CANDIDATE=LIKE: from the first test query on, CANDIDATE answers "
                                    "as LIKE did (a silent model change only feedback can reveal)")
     p.add_argument("--eval-every", dest="eval_every", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the stream order (and of a held-out split)")
     p.add_argument("--out", default="runs/online", help="folder for online.json, online.txt, online.png")
+    _add_split_options(p)
     _add_model_options(p)
     p.set_defaults(func=run_simulate_online)
     return p
 
 
 def run_simulate_online(args: argparse.Namespace) -> int:
-    from ..cli import _config_from_args, _encoder_from_args, _log, load_data
+    from ..cli import _config_from_args, _encoder_from_args, _log, load_train_test
 
     t0 = time.perf_counter()
     if not args.data:
         raise ConfigError("give --data with train and test splits")
-    train = load_data(args.data, split="train", on_error=args.on_error)
-    test = load_data(args.data, split="test", on_error=args.on_error)
+    train, test = load_train_test(args.data, on_error=args.on_error, test_size=args.test_size, seed=args.seed)
     config = _config_from_args(args)
     for key in ("feedback_weight", "exploration"):
         if getattr(args, key, None) is not None:
