@@ -74,6 +74,8 @@ def load_train_test(
     Without one, a seeded share ``test_size`` of the queries (stratified by ``task`` where the data
     has one) is held out: evaluating on the training queries would report memorisation, not routing.
     """
+    import numpy as np
+
     data = load_data(paths, on_error=on_error)
     if data.has_column("split"):
         parts = data.splits()
@@ -81,8 +83,24 @@ def load_train_test(
             raise MixLLMError(f"the split column holds {sorted(parts)}; this needs 'train' and 'test' rows "
                               "(or no split column at all, and a held-out share is used)")
         return parts["train"], parts["test"]
-    train, test = data.train_test_split(test_size, seed=seed)
-    _log(f"no 'split' column: {len(test)} of {len(data)} queries ({test_size:.0%}, seed {seed}) held out as the test set")
+    complete = np.isfinite(data.matrix("quality")).all(axis=1) & np.isfinite(data.matrix("cost")).all(axis=1)
+    if complete.all():
+        train, test = data.train_test_split(test_size, seed=seed)
+        _log(f"no 'split' column: {len(test)} of {len(data)} queries ({test_size:.0%}, seed {seed}) held out as "
+             "the test set")
+        return train, test
+    # sparse outcomes (not every model ran on every query): only a query every model answered can
+    # score the choice at every λ, so the test set is drawn from those; the rest all train
+    ids = data.query_ids
+    complete_ids = [q for q, ok in zip(ids, complete) if ok]
+    if len(complete_ids) < 2:
+        raise MixLLMError(f"{len(complete_ids)} of {len(data)} queries have every model's outcome; an offline "
+                          "evaluation needs some (a split column, or queries answered by every model)")
+    _, test = data.subset(complete_ids).train_test_split(test_size, seed=seed)
+    held = set(test.query_ids)
+    train = data.subset([q for q in ids if q not in held])
+    _log(f"no 'split' column: {len(test)} of the {len(complete_ids)} queries with every model's outcome "
+         f"({test_size:.0%}, seed {seed}) held out as the test set; {len(train)} queries train")
     return train, test
 
 

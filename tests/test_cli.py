@@ -50,6 +50,13 @@ def test_eval_on_a_long_csv(long_csv, tmp_path, capsys):
     assert len(decisions) == 30 * 11 and {d["chosen"] for d in decisions} <= set(names)
 
 
+def _write_rows(path, rows):
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _without_split(src, dst):
     with src.open() as fh:
         rows = list(csv.DictReader(fh))
@@ -70,6 +77,29 @@ def test_eval_without_a_split_column_holds_queries_out(long_csv, tmp_path, capsy
     assert "held out as the test set" in capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["n_train"] == 90 and results["n_test"] == 30
+
+
+def test_eval_on_sparse_outcomes_tests_only_on_queries_every_model_answered(long_csv, tmp_path, capsys):
+    """Logs where each query went to some models only: the held-out test set is drawn from the
+    queries every model answered (only those can score every λ); all the others train."""
+    sparse = tmp_path / "sparse.csv"
+    with long_csv.open() as fh:  # queries 0, 4, 8, ... keep every model; the others lose two
+        rows = [r for r in csv.DictReader(fh)
+                if int(r["query_id"][1:]) % 4 == 0 or r["model"] in ("acme-large", "coder-x")]
+    _write_rows(sparse, rows)
+    sparse = _without_split(sparse, tmp_path / "sparse_nosplit.csv")
+    out = tmp_path / "eval"
+    assert main(["eval", "--data", str(sparse), "--out", str(out), "--encoder", "hashing",
+                 "--reference-model", "acme-large"]) == 0
+    assert "with every model's outcome" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_test"] == 6 and results["n_train"] == 114 and results["dropped_test_queries"] == 0
+    none_complete = tmp_path / "none.csv"  # no query answered by every model: the other two answer q0, q4, ...
+    _write_rows(none_complete, [r for r in rows if int(r["query_id"][1:]) % 4 != 0
+                                or r["model"] in ("acme-small", "open-7b")])
+    assert main(["eval", "--data", str(_without_split(none_complete, tmp_path / "n2.csv")), "--encoder", "hashing",
+                 "--out", str(out)]) == 2
+    assert "every model's outcome" in capsys.readouterr().err
 
 
 def test_split_column_without_test_rows_or_split_without_column_is_an_error(long_csv, tmp_path, capsys):

@@ -16,12 +16,14 @@ test set (reported).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._exceptions import DataError
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
 from ..tradeoff import TradeoffCurve, bootstrap_summary, default_cost_weights, pick, sweep
@@ -147,6 +149,15 @@ def evaluate(
     quality = test_full.matrix("quality", names)
     cost = test_full.matrix("cost", names)
     keep = np.isfinite(quality).all(axis=1) & np.isfinite(cost).all(axis=1)
+    if keep.sum() < 2:
+        raise DataError(
+            f"{int(keep.sum())} of {len(keep)} test queries have every candidate's outcome: an offline "
+            "evaluation scores the choice at every λ on recorded outcomes, so it needs test queries "
+            "answered by every model (training may be sparse)"
+        )
+    if not keep.all():
+        warnings.warn(f"{int((~keep).sum())} of {len(keep)} test queries miss some candidate's outcome and are "
+                      "left out of the evaluation", stacklevel=2)
     quality, cost = quality[keep], cost[keep]
     queries = [q for q, k in zip(test_full.queries, keep) if k]
     query_ids = [q for q, k in zip(test_full.query_ids, keep) if k]

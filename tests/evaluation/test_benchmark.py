@@ -66,3 +66,22 @@ def test_tune_picks_the_best_out_of_fold_setting(split_data):
     assert aucs[1.0] > aucs[1e6]
     assert result.best.prior_strength == 1.0
     assert "prior_strength=1.0" in result.table()
+
+
+def test_evaluate_needs_test_queries_with_every_outcome(split_data):
+    """Sparse test outcomes cannot score a λ sweep: a clear error, or a warning for the rows left out."""
+    from mixllm_router import DataError
+    from mixllm_router.encoders import HashingEncoder
+
+    train, test = split_data
+    rows = test.frame
+    first = rows["query_id"].iloc[0]
+    one_missing = RoutingDataset.from_pandas(rows[~((rows["query_id"] == first) & (rows["model"] == "cheap"))])
+    with pytest.warns(UserWarning, match=f"1 of {len(test)} test queries"):
+        report = evaluate(train, one_missing, encoder=HashingEncoder(), reference="math-pro", baselines=False)
+    assert report.n_test == len(test) - 1 and report.dropped_test_queries == 1
+    # every query misses one model (cheap on even queries, poet on odd ones): nothing can be scored
+    even = rows["query_id"].map({q: i % 2 == 0 for i, q in enumerate(test.query_ids)})
+    drop = (even & (rows["model"] == "cheap")) | (~even & (rows["model"] == "poet"))
+    with pytest.raises(DataError, match="every candidate's outcome"):
+        evaluate(train, RoutingDataset.from_pandas(rows[~drop]), encoder=HashingEncoder(), reference="math-pro")
