@@ -729,7 +729,9 @@ def load_routerbench(
     if that fails) -> ``query``; every column ``M`` that has a matching ``M|total_cost`` column is
     a model (read from the header, never hard-coded): ``M`` -> ``quality``, ``M|total_cost`` ->
     ``cost``, ``M|model_response`` (parsed like the prompt) -> ``response``; ``eval_name`` ->
-    ``task``; the file name -> ``split``.
+    ``task``; the file name -> ``split`` (``*_train.csv`` / ``*_test.csv``; a file named otherwise,
+    such as a whole benchmark in one file, gives no split column, and ``mixllm eval`` then holds
+    out a share of its queries).
 
     Known flaws of the shipped files, and what happens to them with the defaults
     (``on_error="drop"``, ``require_complete=True``): 14 ARC ``sample_id`` s are *split records*
@@ -802,8 +804,9 @@ def load_routerbench(
             "query_id": wide["sample_id"].astype(str).to_numpy(dtype=object),
             "query": np.array(prompts, dtype=object),
             "task": wide["eval_name"].astype(str).to_numpy(dtype=object),
-            "split": np.full(n, _split_of(f), dtype=object),
         }
+        if _split_of(f) is not None:  # a file named *_train.csv / *_test.csv; otherwise no split column
+            base["split"] = np.full(n, _split_of(f), dtype=object)
         for m in models:
             resp_col = f"{m}|model_response"
             if resp_col in wide.columns:

@@ -462,3 +462,13 @@ def test_routerbench_unparsable_prompt_is_kept_and_reported(tmp_path: Path) -> N
     assert ds.models == ["m1"] and ds.frame["split"].tolist() == ["train", "train"]
     (issue,) = ds.issues
     assert issue.kind == "unparsed_prompt" and issue.examples == ("s2",) and issue.action == "kept"
+
+
+def test_routerbench_file_without_a_split_suffix_has_no_split_column(routerbench_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    whole = tmp_path / "mbpp_all.csv"
+    shutil.copy(routerbench_dir / "mbpp_test.csv", whole)
+    data = load_routerbench(whole)
+    assert len(data) > 0 and not data.has_column("split")
+    assert load_routerbench(routerbench_dir / "mbpp_test.csv").splits().keys() == {"test"}
