@@ -173,7 +173,7 @@ def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[st
     from .tuning import tune
 
     _log("tuning by 5-fold cross-validation on the training data ...")
-    result = tune(train, config=config, encoder=encoder)
+    result = tune(train, config=config, encoder=encoder, show_progress=True)
     _log(result.table())
     return result.best.model_dump()
 

@@ -67,8 +67,9 @@ def tune(
     embeddings: np.ndarray | None = None,
     reference: str | None = None,
     folds: int = 5,
+    show_progress: bool = False,
 ) -> TuningResult:
-    """Pick the grid setting with the best out-of-fold AUC on ``data``."""
+    """Pick the grid setting with the best out-of-fold AUC on ``data`` (``show_progress``: the embedding's bar)."""
     from .router import MixLLMRouter, fold_assignment
 
     base = make_config(config)
@@ -79,7 +80,7 @@ def tune(
     if complete.sum() < 4 * folds:
         raise DataError(f"tuning needs at least {4 * folds} queries with every model's outcome")
     if embeddings is None:
-        embeddings, tokens = probe.embed(data.queries)
+        embeddings, tokens = probe.embed(data.queries, show_progress=show_progress)
     else:
         tokens = probe.count_tokens(data.queries)
     embeddings, tokens = np.asarray(embeddings)[complete], tokens[complete]
