@@ -211,7 +211,9 @@ class MixLLMRouter:
         taken from the data when the pool is empty; otherwise models of the data that are not
         candidates are ignored (with a warning). ``embeddings`` (aligned with
         ``data.query_ids``) skips encoding. With ``calibrate``, out-of-fold predictions map the
-        friendly ``cost_share`` handle to λ (see :meth:`route`).
+        friendly ``cost_share`` handle to λ (see :meth:`route`), scored on recorded costs; when
+        fewer than ``4 × calibration_folds`` queries have every candidate's outcome (sparse logs),
+        on the predicted costs of the training queries instead, as :meth:`recalibrate` does.
         """
         data = _as_dataset(data)
         if len(data) == 0:
@@ -248,6 +250,8 @@ class MixLLMRouter:
         self.calibration_ = None
         if calibrate:
             self.calibration_ = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
+            if self.calibration_ is None and len(texts) >= 2:  # sparse logs: estimate spend from predictions
+                self.recalibrate(texts, embeddings=embeddings)
         return self
 
     def _pick_reference(self, names: list[str], cost: np.ndarray) -> str:
@@ -321,7 +325,9 @@ class MixLLMRouter:
         folds = self.config.calibration_folds
         if complete.size < 4 * folds:
             warnings.warn(
-                f"only {complete.size} queries have outcomes for every candidate: cost_share is not calibrated",
+                f"only {complete.size} queries have outcomes for every candidate, too few for a calibration on "
+                "recorded costs: cost_share is calibrated on the predicted costs of the training queries instead "
+                "(as recalibrate() does; call it on live queries to refresh)",
                 stacklevel=3,
             )
             return None

@@ -161,13 +161,26 @@ def test_load_keeps_config_and_calibration(fitted_router, tmp_path, hashing_enco
     assert loaded.reference_ == fitted_router.reference_
 
 
-def test_dataset_without_complete_rows_cannot_calibrate(hashing_encoder):
-    rows = [{"query": f"q{i}", "model": m, "quality": 1.0, "cost": 0.1}
-            for i in range(3) for m in ("a", "b")]
-    with pytest.warns(UserWarning, match="not calibrated"):
-        router = MixLLMRouter(encoder=hashing_encoder).fit(RoutingDataset.from_records(rows))
+def test_sparse_logs_calibrate_cost_share_on_predicted_costs(hashing_encoder):
+    """Production logs: every query went to ONE model. No query can score a λ on recorded costs, so
+    cost_share is mapped on the predicted costs of the training queries (a warning says so), and
+    the handle still works: a tiny share picks the cheap model, a full share the strong one."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        model = ["strong", "cheap"][i % 2]
+        topic = ["algebra proof", "sonnet rhyme"][(i // 2) % 2]
+        p = 0.9 if model == "strong" else (0.6 if topic == "sonnet rhyme" else 0.2)
+        rows.append({"query": f"{topic} question {i}", "model": model, "quality": float(rng.random() < p),
+                     "cost": 0.02 if model == "strong" else 0.001})
+    with pytest.warns(UserWarning, match="predicted costs"):
+        router = MixLLMRouter(encoder=hashing_encoder, prior_strength=1.0).fit(RoutingDataset.from_records(rows))
+    assert router.calibration_ is not None
+    assert router.route("algebra proof question 7", cost_share=0.01).chosen == "cheap"
+    assert router.route("algebra proof question 7", cost_share=1.0).chosen == "strong"
+    unfitted = MixLLMRouter(encoder=hashing_encoder).fit(RoutingDataset.from_records(rows[:40]), calibrate=False)
     with pytest.raises(NotFittedError, match="calibrated"):
-        router.route("q1", cost_share=0.3)
+        unfitted.route("q1", cost_share=0.3)
 
 
 def test_thompson_exploration_samples_around_the_greedy_choice(synthetic_data, hashing_encoder):
