@@ -68,6 +68,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import threading
@@ -97,8 +98,11 @@ __all__ = [
     "JournalWarning",
     "LearningSettings",
     "OnlineLearner",
+    "ResidualChangeDetector",
     "parse_score",
 ]
+
+logger = logging.getLogger(__name__)
 
 _JOURNAL_VERSION = 1
 
@@ -127,6 +131,22 @@ class LearningSettings(BaseModel):
         default=None, gt=0, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
     )
     remember_feedback_ids: int = Field(default=100_000, gt=0, description="Decisions remembered as already rated.")
+    change_detection: bool = Field(
+        default=True,
+        description="Watch each candidate's residuals r − q̂ with a two-sided CUSUM; on an alarm, soften its ridge "
+                    "so new outcomes outweigh the old ones (a model changed behind its name).",
+    )
+    change_threshold: float = Field(
+        default=9.2, gt=0, description="h: CUSUM alarm level in nats of evidence (9.2 = ln 10⁴: a false alarm about "
+                                       "once in 10⁴ or more events per candidate)."
+    )
+    change_shift: float = Field(
+        default=1.0, gt=0, description="δ: the change in log-odds of a good answer the CUSUM is tuned to detect."
+    )
+    change_softening: float = Field(
+        default=0.05, gt=0, le=1, description="c: the ridge's evidence is scaled by c on an alarm (A ← cA, b ← cb)."
+    )
+    change_warmup: int = Field(default=30, ge=2, description="Events of a candidate before its CUSUM starts.")
 
 
 # ---------------------------------------------------------------------------------- exploration
@@ -493,6 +513,74 @@ class FeedbackScoreNet:
         return net
 
 
+# ---------------------------------------------------------------------------------- change detection
+class ResidualChangeDetector:
+    """Two-sided Bernoulli CUSUM (Page, 1954) on each candidate's feedback, against its predictions.
+
+    Why: the ridge weighs every past observation equally, so after a model changes behind its
+    name it needs about as many new outcomes as it has old ones to follow (docs/online_learning.md,
+    drift replay). The detector asks, event by event, whether the outcomes have become more likely
+    under "the candidate got worse (or better) by ``δ`` in log-odds" than under its predictions.
+
+    For an event with outcome ``r`` in [0, 1] and predicted quality ``q̂``, the prediction is first
+    recentred by the running mean ``μ`` of this candidate's residuals ``r − q̂`` since the last reset
+    (chosen candidates are the ones predicted high, so their residuals run slightly negative even
+    when nothing changes): ``p0 = clip(q̂ + μ, 0.02, 0.98)``. With ``p± = σ(logit(p0) ± δ)``::
+
+        ℓ±  = r·log(p±/p0) + (1 − r)·log((1 − p±)/(1 − p0))      log-likelihood ratio of one event
+        g± ← max(0, g± + ℓ±)                                       alarm when max(g+, g−) > h
+
+    Because ``ℓ`` is a likelihood ratio, the false-alarm rate does not depend on how skewed the
+    outcomes are (a normal-theory CUSUM on standardised residuals fires often on a candidate right
+    95% of the time): with no change a side alarms about once in ``e^h`` events or less (h = 9.2:
+    10⁴), and a change of ``δ`` is detected after about ``h / KL(p±‖p0)`` events, about 90 for
+    p0 = 0.85 and δ = 1 (fewer for larger changes). On an alarm the candidate's statistics restart.
+    """
+
+    _FIELDS = 4  # n, mean residual, g_up, g_down
+    _P_MIN = 0.02
+
+    def __init__(self, settings: LearningSettings) -> None:
+        self.settings = settings
+        self.state: dict[str, np.ndarray] = {}
+        self.alarms: dict[str, int] = {}
+
+    def update(self, name: str, score: float, predicted: float) -> bool:
+        """Add one outcome of ``name``; True when it raises an alarm (the statistics then restart)."""
+        st = self.state.setdefault(name, np.zeros(self._FIELDS))
+        residual = score - predicted
+        alarm = False
+        if st[0] >= self.settings.change_warmup:
+            p0 = min(max(predicted + st[1], self._P_MIN), 1.0 - self._P_MIN)
+            logit = math.log(p0 / (1.0 - p0))
+            for j, sign in ((2, 1.0), (3, -1.0)):
+                p1 = 1.0 / (1.0 + math.exp(-(logit + sign * self.settings.change_shift)))
+                llr = score * math.log(p1 / p0) + (1.0 - score) * math.log((1.0 - p1) / (1.0 - p0))
+                st[j] = max(0.0, st[j] + llr)
+            alarm = max(st[2], st[3]) > self.settings.change_threshold
+        if alarm:
+            st[:] = 0.0
+            self.alarms[name] = self.alarms.get(name, 0) + 1
+            return True
+        st[0] += 1
+        st[1] += (residual - st[1]) / st[0]
+        return False
+
+    def forget(self, name: str) -> None:
+        self.state.pop(name, None)
+        self.alarms.pop(name, None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": {n: [float(v) for v in st] for n, st in self.state.items()}, "alarms": dict(self.alarms)}
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        state = data.get("state", {})
+        if not isinstance(state, Mapping) or any(len(v) != self._FIELDS for v in state.values()):
+            raise DataError("change detector state in the manifest is malformed")
+        self.state = {str(n): np.asarray(v, dtype=np.float64) for n, v in state.items()}
+        self.alarms = {str(n): int(v) for n, v in data.get("alarms", {}).items()}
+
+
 # ---------------------------------------------------------------------------------- learner
 class OnlineLearner:
     """Everything the router learns after ``fit``: feedback, journal, feedback scores, pool changes.
@@ -520,6 +608,7 @@ class OnlineLearner:
         self._bank_buf: np.ndarray | None = None
         self.n_events = 0
         self.apply_seconds = 0.0
+        self.detector = ResidualChangeDetector(self.settings)
 
     # -- feedback ------------------------------------------------------------------------------
     def feedback(
@@ -628,6 +717,10 @@ class OnlineLearner:
                 cost = out = None  # unknown output length: keep the current length prediction
             model.update(x, np.array([row]), np.array([event.score]), cost, out)
             self._maybe_finish_warming(router, event.candidate)
+            if self.settings.change_detection and self.detector.update(event.candidate, event.score, q_hat):
+                model.linear.soften(self.settings.change_softening)
+                logger.info("feedback #%d: the outcomes of %r changed; its ridge is softened", event.seq,
+                            event.candidate)
             net = self._net(router)
             net.step(event.embedding, router.pool.names, event.candidate, event.score - q_hat)
             self.applied_seq = event.seq
@@ -849,6 +942,7 @@ class OnlineLearner:
                 self.net.remove(name)
             self.warming.discard(name)
             self.priors.pop(name, None)
+            self.detector.forget(name)
 
     def adopt(self, other: OnlineLearner) -> None:
         """Take ``other``'s learnt model (a newer published checkpoint's); keep this object's journal,
@@ -860,6 +954,7 @@ class OnlineLearner:
             self.warming = set(other.warming)
             self.priors = dict(other.priors)
             self.n_events = other.n_events
+            self.detector = other.detector
             self.pending = []
             self._bank_buf = None
 
@@ -874,6 +969,7 @@ class OnlineLearner:
                 "priors": dict(self.priors),
                 "n_events": self.n_events,
                 "net": None,
+                "change_detector": self.detector.to_json(),
             }
             arrays: dict[str, np.ndarray] = {}
             if self.net is not None:
@@ -891,6 +987,8 @@ class OnlineLearner:
             self.warming = {str(n) for n in learning["warming"]} & set(router.pool.names)
             self.priors = {str(k): str(v) for k, v in learning["priors"].items()}
             self.n_events = int(learning["n_events"])
+            if learning.get("change_detector"):  # absent in checkpoints written before it existed
+                self.detector.load_json(learning["change_detector"])
             if learning.get("net"):
                 prefix = "learning.net."
                 sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
@@ -918,11 +1016,12 @@ class OnlineLearner:
 
     @property
     def stats(self) -> dict[str, float]:
-        """Events applied, events queued, and the mean time to apply one (seconds)."""
+        """Events applied, events queued, the mean time to apply one (seconds), changes detected."""
         return {
             "applied": float(self.n_events),
             "pending": float(len(self.pending)),
             "applied_seq": float(self.applied_seq),
             "mean_apply_s": self.apply_seconds / self.n_events if self.n_events else 0.0,
+            "changes_detected": float(sum(self.detector.alarms.values())),
         }
 

@@ -44,7 +44,7 @@ def synthetic(n: int = 120, seed: int = 0) -> RoutingDataset:
 def make_router(tmp_path: Path | None = None, **overrides) -> MixLLMRouter:
     config = {"encoder": {"kind": "hashing", "use_cache": False}, "quality_model": "ridge+knn", "knn_k": 10}
     if tmp_path is not None:
-        config["learning"] = {"journal_path": str(tmp_path / "feedback.jsonl")}
+        config["learning"] = {"journal_path": str(tmp_path / "feedback.jsonl"), **overrides.pop("learning", {})}
     config.update(overrides)
     return MixLLMRouter(config=config, encoder=ENC).fit(synthetic())
 
@@ -444,7 +444,8 @@ CHILD = textwrap.dedent(
 
 
 def test_journal_survives_sigkill_mid_stream(tmp_path: Path) -> None:
-    router = make_router(tmp_path)
+    # the change detector off: its softening would break the Σ xxᵀ bookkeeping checked at the end
+    router = make_router(tmp_path, learning={"change_detection": False})
     ckpt = router.save(tmp_path / "ckpt")
     before = {n: (np.linalg.inv(m.linear.a_inv), m.n_examples) for n, m in router.predictors_.items()}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -477,3 +478,62 @@ def test_journal_survives_sigkill_mid_stream(tmp_path: Path) -> None:
     # and the reloaded router keeps journaling after the crash
     loaded.feedback(loaded.route("poem").decision_id, True)
     assert FeedbackJournal(tmp_path / "feedback.jsonl").read()[-1].seq == applied + 1
+
+
+# ---------------------------------------------------------------------------------- change detection
+def test_cusum_stays_quiet_on_stable_outcomes_and_fires_on_a_shift() -> None:
+    """Outcomes right 85% (or 97%) of the time against a slightly optimistic prediction raise false
+    alarms no more often than the likelihood-ratio bound allows (each side about once in e^h
+    events); a drop to 60% is caught within h / KL(p−‖p0) events, with room, and the statistics
+    restart. The state survives a JSON round trip; malformed state is refused."""
+    from mixllm_router.learning import ResidualChangeDetector
+
+    settings = LearningSettings(change_detection=True)
+    det = ResidualChangeDetector(settings)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    for name, p in (("a", 0.85), ("skewed", 0.97)):
+        for _ in range(n):
+            det.update(name, float(rng.random() < p), p + 0.02)
+    assert sum(det.alarms.values()) <= 2 * 2 * n * math.exp(-settings.change_threshold), det.alarms
+    det = ResidualChangeDetector(settings)
+    for _ in range(300):
+        det.update("a", float(rng.random() < 0.85), 0.87)
+    first = next(i for i in range(2000) if det.update("a", float(rng.random() < 0.6), 0.87))
+    p0 = 0.85
+    p1 = 1 / (1 + math.exp(-(math.log(p0 / (1 - p0)) - settings.change_shift)))
+    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
+    assert first <= 2 * settings.change_threshold / kl
+    assert det.alarms == {"a": 1} and det.state["a"][0] == 0
+    restored = ResidualChangeDetector(settings)
+    restored.load_json(json.loads(json.dumps(det.to_json())))
+    assert restored.alarms == det.alarms
+    with pytest.raises(DataError):
+        restored.load_json({"state": {"a": [1.0, 2.0]}})
+
+
+def test_change_detection_lets_the_ridge_follow_a_changed_candidate(tmp_path: Path) -> None:
+    """math-small stops being good at math. With detection, its predicted math quality follows
+    the new outcomes within a few hundred events; without, it stays near its long history. The
+    detector's state survives save/load; with detection off nothing is softened."""
+    results = {}
+    for on in (False, True):
+        router = make_router(quality_model="ridge", learning={"change_detection": on})
+        for _ in range(3):  # a long stable history first: 600 events on math-small
+            for i in range(200):
+                d = router.route(f"math integral derivative sum proof item {i}", candidates=["math-small"])
+                router.feedback(d.decision_id, bool(np.random.default_rng(i).random() < 0.85))
+        rng = np.random.default_rng(1)
+        for i in range(300):  # then it fails math 85% of the time
+            d = router.route(f"math integral derivative sum proof item {1000 + i}", candidates=["math-small"])
+            router.feedback(d.decision_id, bool(rng.random() < 0.15))
+        q = router.predict(["math integral derivative sum proof item 5000"]).quality
+        results[on] = float(q[0, router.candidate_names.index("math-small")])
+        assert (router.learning.stats["changes_detected"] >= 1) == on
+        if on:
+            router.save(tmp_path / "ckpt")
+            loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+            assert loaded.learning.detector.alarms == router.learning.detector.alarms
+            np.testing.assert_array_equal(loaded.learning.detector.state["math-small"],
+                                          router.learning.detector.state["math-small"])
+    assert results[True] < 0.4 < results[False], results

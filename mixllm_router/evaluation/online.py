@@ -108,6 +108,7 @@ class ShareResult:
     full_choices: np.ndarray | None = None  # its picks on the test queries at λ
     feedback_seconds: float = 0.0
     route_seconds: float = 0.0
+    changes_detected: int = 0  # alarms of the online router's change detector (learning.change_detection)
 
     def test_slice(self) -> slice:
         return slice(self.n_stream_train, self.n_stream_train + self.n_test)
@@ -150,6 +151,7 @@ class ShareResult:
             "auc_full_info": 100 * self.auc_full,
             "auc_frozen": 100 * self.auc_frozen,
             "auc_online_end": 100 * self.auc_online[-1] if self.auc_online else float("nan"),
+            "changes_detected": self.changes_detected,
             "ms_per_feedback": 1000 * self.feedback_seconds / max(n, 1),
             "ms_per_route": 1000 * self.route_seconds / max(n, 1),
         }
@@ -592,6 +594,7 @@ def simulate_online(
             auc_full=_test_auc(full, test.queries, test_emb, q_test, c_test, ref, grid),
             full_choices=_routed_choices(full, test.queries, test_emb, lam),
             feedback_seconds=t_fb, route_seconds=t_route,
+            changes_detected=int(online.learning.stats["changes_detected"]),
         )
         results.append(result)
         log("  " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.summary().items()}))
@@ -727,6 +730,9 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--holdout-share", dest="holdout_share", type=float, default=0.3)
     p.add_argument("--holdout-prior", dest="holdout_prior", default="similar",
                    help="'similar', 'mean', 'none' or a candidate name")
+    p.add_argument("--change-detection", dest="change_detection", action=argparse.BooleanOptionalAction,
+                   default=None, help="whether the online router watches each candidate's outcomes for a change "
+                                      "(learning.change_detection; default: the config's, on)")
     p.add_argument("--drift", help="'auto' or CANDIDATE=LIKE: from the first test query on, CANDIDATE answers "
                                    "as LIKE did (a silent model change only feedback can reveal)")
     p.add_argument("--eval-every", dest="eval_every", type=int, default=250)
@@ -749,6 +755,8 @@ def run_simulate_online(args: argparse.Namespace) -> int:
     for key in ("feedback_weight", "exploration"):
         if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
+    if args.change_detection is not None:
+        config["learning"] = {**config.get("learning", {}), "change_detection": args.change_detection}
     try:
         shares = [float(s) for s in args.shares.split(",") if s.strip()]
     except ValueError:

@@ -101,6 +101,28 @@ class LinUCBRidge:
         self._weights = None
         self._a_inv32 = None
 
+    def soften(self, factor: float) -> None:
+        """Keep only ``factor`` of the data's evidence, and all of the prior's.
+
+        With ``A = λ0·I + D`` (``D = Σ xxᵀ``) and ``b = Σ x(y − m)``::
+
+            A ← λ0·I + factor·D = factor·A + (1 − factor)·λ0·I,      b ← factor·b
+
+        so the model behaves as if it had seen ``factor`` times as many of its past examples:
+        predictions shrink towards the candidate's mean ``m``, the uncertainty grows, and each later
+        observation counts ``1/factor`` times more against the history. Used when the candidate's
+        outcomes have changed (:class:`~mixllm_router.learning.ResidualChangeDetector`). Scaling
+        the prior too would leave almost no ridge penalty after an alarm and let the next few
+        outcomes swing the predictions. Two O(dim³) inversions: fine for a rare event.
+        (A candidate added with a donor prior has that prior inside ``b``; it is scaled with the data.)
+        """
+        if not 0 < factor <= 1:
+            raise ConfigError(f"soften factor must be in (0, 1], got {factor}")
+        a = factor * np.linalg.inv(self._a_inv) + (1.0 - factor) * self.prior_strength * np.eye(self.dim)
+        a_inv = np.linalg.inv(a)
+        self.a_inv = (a_inv + a_inv.T) / 2
+        self.b = self.b * factor
+
     # -- prediction ----------------------------------------------------------------------------
     @property
     def weights(self) -> np.ndarray:

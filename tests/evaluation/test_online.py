@@ -184,3 +184,23 @@ def test_auto_drift_is_chosen_on_training_data_and_bad_drift_fails_early(data) -
     assert report.drift is not None
     candidate, like = report.drift
     assert candidate != "big" and like != candidate and like in train.models
+
+
+def test_cli_drift_and_change_detection(data, tmp_path: Path, capsys) -> None:
+    from mixllm_router.cli import main
+
+    train, test = data
+    path = tmp_path / "toy.csv"
+    train.concat(test).to_csv(path)
+    out = tmp_path / "out"
+    code = main(["simulate-online", "--data", str(path), "--shares", "0.3", "--encoder", "hashing",
+                 "--reference-model", "big", "--cost-share", "0.3", "--eval-every", "500", "--out", str(out),
+                 "--drift", "math-small=poet-small", "--no-change-detection"])
+    assert code == 0
+    report = json.loads((out / "online.json").read_text())
+    assert report["drift"] == {"candidate": "math-small", "like": "poet-small"}
+    assert report["config"]["learning"]["change_detection"] is False
+    assert report["shares"][0]["changes_detected"] == 0
+    assert report["shares"][0]["changes_detected"] >= 0
+    assert main(["simulate-online", "--data", str(path), "--encoder", "hashing", "--drift", "math-small"]) == 2
+    assert "CANDIDATE=LIKE" in capsys.readouterr().err

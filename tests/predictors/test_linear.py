@@ -102,3 +102,24 @@ def test_uncertainty_follows_every_change_of_a_inv(xy):
     np.testing.assert_allclose(after, exact(), rtol=1e-6)
     model.a_inv = np.eye(7) / 4.0
     np.testing.assert_allclose(model.uncertainty(x[:5]), np.linalg.norm(x[:5], axis=1) / 2.0, rtol=1e-6)
+
+
+def test_soften_keeps_the_prior_and_weighs_new_data_more(xy):
+    x, y = xy
+    soft = LinUCBRidge(7, 2, prior_strength=2.0).fit(x[:40], y[:40])
+    hard = LinUCBRidge(7, 2, prior_strength=2.0).fit(x[:40], y[:40])
+    before_u = soft.uncertainty(x)
+    soft.soften(0.1)
+    a = 2.0 * np.eye(7) + 0.1 * x[:40].T @ x[:40]  # the prior kept whole, a tenth of the data
+    np.testing.assert_allclose(soft.a_inv, np.linalg.inv(a), atol=1e-10)
+    w = np.linalg.solve(a, 0.1 * x[:40].T @ (y[:40] - soft.offset))
+    np.testing.assert_allclose(soft.predict(x), x @ w + soft.offset, atol=1e-9)
+    assert (soft.uncertainty(x) > before_u).all()
+    shifted = y[40:] + 5.0  # the outcomes change
+    soft.update(x[40:], shifted)
+    hard.update(x[40:], shifted)
+    err_soft = np.abs(soft.predict(x[40:]) - shifted).mean()
+    err_hard = np.abs(hard.predict(x[40:]) - shifted).mean()
+    assert err_soft < 0.5 * err_hard
+    with pytest.raises(ConfigError):
+        soft.soften(0.0)
