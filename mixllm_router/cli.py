@@ -128,10 +128,11 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def _add_split_options(p: argparse.ArgumentParser) -> None:
+def _add_split_options(p: argparse.ArgumentParser, *, with_seed: bool = True) -> None:
+    """``--test-size`` (and ``--seed``, unless the command has its own) for :func:`load_train_test`."""
     p.add_argument("--test-size", dest="test_size", type=float, default=0.2,
                    help="share of the queries held out as test when --data has no split column (default 0.2)")
-    if not any(a.dest == "seed" for a in p._actions):
+    if with_seed:
         p.add_argument("--seed", type=int, default=0, help="seed of that held-out split")
 
 

@@ -738,7 +738,7 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", dest="eval_every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0, help="seed of the stream order (and of a held-out split)")
     p.add_argument("--out", default="runs/online", help="folder for online.json, online.txt, online.png")
-    _add_split_options(p)
+    _add_split_options(p, with_seed=False)  # --seed above serves both
     _add_model_options(p)
     p.set_defaults(func=run_simulate_online)
     return p
