@@ -133,18 +133,19 @@ class LearningSettings(BaseModel):
     remember_feedback_ids: int = Field(default=100_000, gt=0, description="Decisions remembered as already rated.")
     change_detection: bool = Field(
         default=True,
-        description="Watch each candidate's residuals r − q̂ with a two-sided CUSUM; on an alarm, soften its ridge "
-                    "so new outcomes outweigh the old ones (a model changed behind its name).",
+        description="Watch each candidate's outcomes against its predictions with a two-sided Bernoulli CUSUM; on "
+                    "an alarm, soften its ridge so new outcomes outweigh the old ones (a model changed behind its name).",
     )
     change_threshold: float = Field(
         default=9.2, gt=0, description="h: CUSUM alarm level in nats of evidence (9.2 = ln 10⁴: a false alarm about "
-                                       "once in 10⁴ or more events per candidate)."
+                                       "once in 10⁴ or more events per candidate and side)."
     )
     change_shift: float = Field(
         default=1.0, gt=0, description="δ: the change in log-odds of a good answer the CUSUM is tuned to detect."
     )
     change_softening: float = Field(
-        default=0.05, gt=0, le=1, description="c: the ridge's evidence is scaled by c on an alarm (A ← cA, b ← cb)."
+        default=0.05, gt=0, le=1,
+        description="c: on an alarm the ridge keeps its prior and c of its data (A ← λ0·I + c·Σxxᵀ, b ← c·b).",
     )
     change_warmup: int = Field(default=30, ge=2, description="Events of a candidate before its CUSUM starts.")
 
