@@ -719,8 +719,8 @@ class OnlineLearner:
             model.update(x, np.array([row]), np.array([event.score]), cost, out)
             self._maybe_finish_warming(router, event.candidate)
             if self.settings.change_detection and self.detector.update(event.candidate, event.score, q_hat):
-                model.linear.soften(self.settings.change_softening)
-                logger.info("feedback #%d: the outcomes of %r changed; its ridge is softened", event.seq,
+                self._after_change(router, event.candidate)
+                logger.info("feedback #%d: the outcomes of %r changed; its predictors are softened", event.seq,
                             event.candidate)
             net = self._net(router)
             net.step(event.embedding, router.pool.names, event.candidate, event.score - q_hat)
@@ -751,6 +751,22 @@ class OnlineLearner:
         self._bank_buf = buf
         router.bank_ = buf[: n + 1]
         return n
+
+    def _after_change(self, router: MixLLMRouter, name: str) -> None:
+        """The detector says ``name``'s outcomes changed: make its predictors follow the new ones.
+
+        The ridge keeps its prior and ``change_softening`` of its data (:meth:`LinUCBRidge.soften`).
+        kNN keeps only the last ``change_warmup`` outcomes, the ones around the alarm, and leaves the
+        ensemble until it again holds ``knn_k`` of them (as a new candidate's does). A fitted MLP,
+        which is never updated online, is dropped.
+        """
+        model = router.predictors_[name]
+        model.linear.soften(self.settings.change_softening)
+        model.knn.keep_recent(self.settings.change_warmup)
+        if "knn" in model.kinds and model.knn.targets.size < model.knn_k:
+            model.kinds = tuple(k for k in model.kinds if k != "knn")
+            self.warming.add(name)
+        model.mlp = None
 
     def _maybe_finish_warming(self, router: MixLLMRouter, name: str) -> None:
         if name in self.warming:

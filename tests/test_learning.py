@@ -537,3 +537,30 @@ def test_change_detection_lets_the_ridge_follow_a_changed_candidate(tmp_path: Pa
             np.testing.assert_array_equal(loaded.learning.detector.state["math-small"],
                                           router.learning.detector.state["math-small"])
     assert results[True] < 0.4 < results[False], results
+
+
+def test_a_detected_change_trims_knn_and_drops_the_static_mlp(tmp_path: Path) -> None:
+    """With ridge+knn+mlp, an alarm leaves kNN only the outcomes around it (kNN then waits for
+    knn_k new ones, as a new candidate's does) and drops the MLP, which never learns online."""
+    router = make_router(quality_model="ridge+knn+mlp", knn_k=40)  # more than the 30 outcomes kNN keeps
+    model = router.predictors_["math-small"]
+    assert model.mlp is not None and "knn" in model.kinds
+    n_before = model.knn.targets.size
+    rng = np.random.default_rng(2)
+    for i in range(400):  # math-small was right 85% of the time on math; now 10%
+        d = router.route(f"math integral derivative sum proof item {2000 + i}", candidates=["math-small"])
+        router.feedback(d.decision_id, bool(rng.random() < 0.1))
+        if router.learning.stats["changes_detected"]:
+            break
+    assert router.learning.stats["changes_detected"] == 1
+    settings = router.learning.settings
+    assert model.knn.targets.size == settings.change_warmup < n_before
+    assert "knn" not in model.kinds and "math-small" in router.learning.warming and model.mlp is None
+    for i in range(model.knn_k):  # kNN refills with new outcomes and rejoins the ensemble
+        d = router.route(f"math integral derivative sum proof item {3000 + i}", candidates=["math-small"])
+        router.feedback(d.decision_id, bool(rng.random() < 0.1))
+    assert "knn" in model.kinds and "math-small" not in router.learning.warming
+    router.save(tmp_path / "ckpt")
+    loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+    assert loaded.predictors_["math-small"].mlp is None
+    np.testing.assert_array_equal(loaded.predict(["math sum"]).quality, router.predict(["math sum"]).quality)

@@ -41,6 +41,12 @@ class KNNRegressor:
         self.rows = np.concatenate([self.rows, np.asarray(rows, dtype=np.int64).reshape(-1)])
         self.targets = np.concatenate([self.targets, np.asarray(targets, dtype=np.float64).reshape(-1)])
 
+    def keep_recent(self, n: int) -> None:
+        """Keep only the last ``n`` examples (they are stored in the order they arrived)."""
+        if 0 <= n < self.targets.size:
+            self.rows = self.rows[self.targets.size - n:]
+            self.targets = self.targets[self.targets.size - n:]
+
     def predict(self, bank_similarities: np.ndarray) -> np.ndarray:
         """Predict from similarities to the whole bank, shape (n_queries, n_bank)."""
         sims = np.atleast_2d(bank_similarities)
