@@ -88,6 +88,7 @@ from ._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidate
 if TYPE_CHECKING:
     from .candidates import Candidate
     from .data import RoutingDataset
+    from .predictors import CandidatePredictor
     from .router import MixLLMRouter
 
 __all__ = [
@@ -763,10 +764,15 @@ class OnlineLearner:
         model = router.predictors_[name]
         model.linear.soften(self.settings.change_softening)
         model.knn.keep_recent(self.settings.change_warmup)
+        self._warm_knn_if_short(name, model)
+        model.mlp = None
+
+    def _warm_knn_if_short(self, name: str, model: CandidatePredictor) -> None:
+        """Leave kNN out of ``name``'s ensemble until it holds ``knn_k`` examples of its own (a mean
+        of a few 0/1 outcomes would swamp the estimate); :meth:`_maybe_finish_warming` brings it back."""
         if "knn" in model.kinds and model.knn.targets.size < model.knn_k:
             model.kinds = tuple(k for k in model.kinds if k != "knn")
             self.warming.add(name)
-        model.mlp = None
 
     def _maybe_finish_warming(self, router: MixLLMRouter, name: str) -> None:
         if name in self.warming:
@@ -835,9 +841,7 @@ class OnlineLearner:
                     from .predictors import MLPRegressorNP
 
                     model.mlp = MLPRegressorNP(cfg.mlp_hidden, cfg.mlp_alpha, seed=cfg.seed).fit(emb, quality)
-            if "knn" in kinds and model.knn.targets.size < model.knn_k:
-                model.kinds = tuple(k for k in kinds if k != "knn")
-                self.warming.add(candidate.name)
+            self._warm_knn_if_short(candidate.name, model)
             router.pool.add(candidate)
             router.predictors_[candidate.name] = model
             if candidate.name not in router.load_tracker:

@@ -251,7 +251,7 @@ class MixLLMRouter:
         if calibrate:
             self.calibration_ = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
             if self.calibration_ is None and len(texts) >= 2:  # sparse logs: estimate spend from predictions
-                self.recalibrate(texts, embeddings=embeddings)
+                self._calibrate_on_predictions(embeddings, tokens)
         return self
 
     def _pick_reference(self, names: list[str], cost: np.ndarray) -> str:
@@ -359,7 +359,13 @@ class MixLLMRouter:
             raise ConfigError(f"recalibrate needs the reference candidate {self.reference_!r} in the pool")
         if len(queries) < 2:
             raise DataError(f"recalibrate needs at least 2 queries, got {len(queries)}")
-        preds = self.predict(queries, embeddings=embeddings)
+        return self._calibrate_on_predictions(*self._embed_checked(queries, embeddings))
+
+    def _calibrate_on_predictions(self, embeddings: np.ndarray, tokens: np.ndarray) -> TradeoffCurve:
+        """The sweep of :meth:`recalibrate` on embedded queries; it becomes ``calibration_``."""
+        assert self.reference_ is not None
+        with self.learning.lock:
+            preds = self._predict_locked(embeddings, tokens)
         ref = preds.names.index(self.reference_)
         grid = default_cost_weights(float(np.mean(preds.cost)))
         curve = sweep(preds.quality, preds.cost, preds.quality, preds.cost, ref, grid)

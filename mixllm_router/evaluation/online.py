@@ -531,10 +531,13 @@ def simulate_online(
             raise DataError(f"hold-out candidate {holdout!r} is not in the data; models: {names}")
         if holdout == reference:
             raise ConfigError("the hold-out candidate cannot be the reference model")
+    drift_pair: tuple[str, str] | None = None
     if drift is not None and drift != "auto":
         if isinstance(drift, str) or len(drift) != 2:
             raise ConfigError(f"drift must be 'auto' or a (candidate, like) pair, got {drift!r}")
-        drift_outcomes(test, *drift)  # names checked before the long streams
+        drift_pair = (str(drift[0]), str(drift[1]))
+        test = drift_outcomes(test, *drift_pair)  # before the long streams: bad names fail here
+        q_test = test.matrix("quality", names)
     ref = names.index(reference)
     grid = default_cost_weights(float(np.mean(c_test)), n=200)
     order = np.random.default_rng(seed).permutation(len(train))
@@ -547,13 +550,12 @@ def simulate_online(
         return r
 
     full = fitted(order, names)  # full-information ceiling: every training query, every candidate
-    drift_pair: tuple[str, str] | None = None
-    if drift is not None:
-        drift_pair = _auto_drift(full, train, train_emb, names, reference, cost_share) if drift == "auto" \
-            else (str(drift[0]), str(drift[1]))
-        log(f"drift: from the first test query on, {drift_pair[0]} answers like {drift_pair[1]}")
+    if drift == "auto":
+        drift_pair = _auto_drift(full, train, train_emb, names, reference, cost_share)
         test = drift_outcomes(test, *drift_pair)
         q_test = test.matrix("quality", names)
+    if drift_pair is not None:
+        log(f"drift: from the first test query on, {drift_pair[0]} answers like {drift_pair[1]}")
 
     for share in shares:
         n_off = int(round(share * len(train)))
