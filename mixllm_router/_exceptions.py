@@ -42,6 +42,7 @@ __all__ = [
     "AllCandidatesFailedError",
     "BudgetExceededError",
     "StreamInterruptedError",
+    "ScoringError",
 ]
 
 
@@ -133,3 +134,10 @@ class StreamInterruptedError(ClientError):
     def __init__(self, message: str, *, candidate: str | None = None, partial_text: str = "") -> None:
         super().__init__(message, candidate=candidate)
         self.partial_text = partial_text
+
+
+class ScoringError(MixLLMError, ValueError):
+    """A scorer or a collection cannot run as configured (bad pattern, schema, prompt, queries file, ...).
+
+    A response a scorer cannot grade is *not* an error: it is a :class:`~mixllm_router.scoring.Score`
+    whose ``value`` is ``None`` and whose ``error`` says why."""

@@ -180,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner._record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         anthropic = self.path.rstrip("/").endswith("/messages")
         model = str(body.get("model", ""))
-        reply = owner._next(model)
+        reply = owner._next(model, body)
         if reply.delay_s:
             time.sleep(reply.delay_s)
         try:
@@ -262,6 +262,8 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.default: dict[str, Reply] = {}
+        #: ``responder(model, body) -> Reply | None``: answers from the request (after the script)
+        self.responder: Any = None
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -294,6 +296,7 @@ class ScriptedServer:
             self._scripts.clear()
             self.default.clear()
             self.requests.clear()
+            self.responder = None
 
     def bodies(self, model: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -303,9 +306,15 @@ class ScriptedServer:
         with self._lock:
             self.requests.append((path, headers, body))
 
-    def _next(self, model: str) -> Reply:
+    def _next(self, model: str, body: dict[str, Any] | None = None) -> Reply:
         with self._lock:
             queue = self._scripts.get(model)
             if queue:
                 return queue.popleft()
+            responder = self.responder
+        if responder is not None:
+            reply = responder(model, body or {})
+            if reply is not None:
+                return reply
+        with self._lock:
             return self.default.get(model) or Reply.ok(f"answer from {model}")
