@@ -47,7 +47,9 @@ def normalize_text(text: str) -> str:
 
 class ExactMatch(Scorer):
     """1 when the normalised response equals the normalised reference (or, with ``contains=True``,
-    when the normalised reference occurs in the normalised response as whole words)."""
+    when the normalised reference occurs in the normalised response as whole words). A reference
+    that normalises to nothing (``"A"``, an article) is compared lower-cased and stripped instead,
+    so ``"A"`` never equals ``"The"``."""
 
     needs_reference = True
 
@@ -60,6 +62,8 @@ class ExactMatch(Scorer):
         if missing is not None:
             return missing
         got, want = normalize_text(response), normalize_text(str(reference))
+        if not want:  # the reference is only an article or punctuation ("A", "-"): compare the stripped texts
+            got, want = str(response).strip().lower(), str(reference).strip().lower()
         hit = f" {want} " in f" {got} " if self.contains else got == want
         return Score(1.0 if hit else 0.0, rationale=f"normalised response {got[:80]!r} vs reference {want[:80]!r}")
 

@@ -78,6 +78,11 @@ def test_exact_match(response, reference, value):
     assert ExactMatch().score("q", response, reference).value == value
 
 
+def test_exact_match_a_reference_that_is_only_an_article():
+    assert ExactMatch().score("q", "The", "A").value == 0.0
+    assert ExactMatch().score("q", " a ", "A").value == 1.0
+
+
 def test_exact_match_contains_whole_words():
     s = ExactMatch(contains=True)
     assert s.score("q", "I think it is Paris, France.", "paris").value == 1.0
