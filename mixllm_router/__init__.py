@@ -31,13 +31,14 @@ from ._exceptions import (
     TransientClientError,
     UnknownCandidateError,
 )
-from .candidates import Candidate, CandidatePool
+from .candidates import Candidate, CandidatePool, UnknownPriceWarning
 from .config import EncoderSettings, LatencySettings, RouterConfig
 from .decision import CandidateScore, RoutingDecision
 from .router import MixLLMRouter, Predictions
 
 if TYPE_CHECKING:
     from .calling import CallResult, FallbackCaller, SpendingGuard
+    from .candidates_file import CandidatesFile, load_candidates
     from .data import DataIssue, RoutingDataset, load_routerbench
     from .responses import RoutedResponse, RoutedStream
 
@@ -50,6 +51,8 @@ _LAZY = {
     "CallResult": ".calling",
     "FallbackCaller": ".calling",
     "SpendingGuard": ".calling",
+    "CandidatesFile": ".candidates_file",
+    "load_candidates": ".candidates_file",
     "RoutedResponse": ".responses",
     "RoutedStream": ".responses",
 }
@@ -72,6 +75,7 @@ __all__ = [
     "Candidate",
     "CandidatePool",
     "CandidateScore",
+    "CandidatesFile",
     "CheckpointError",
     "ClientError",
     "ConfigError",
@@ -99,6 +103,8 @@ __all__ = [
     "StreamInterruptedError",
     "TransientClientError",
     "UnknownCandidateError",
+    "UnknownPriceWarning",
     "__version__",
+    "load_candidates",
     "load_routerbench",
 ]

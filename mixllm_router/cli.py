@@ -188,7 +188,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     encoder = _training_encoder(args, data, config)
     config = _maybe_tune(args, data, config, encoder)
-    router = MixLLMRouter(config=config, encoder=encoder)
+    candidates = None
+    if args.candidates:
+        from .candidates_file import load_candidates
+
+        candidates = load_candidates(args.candidates).to_candidates()  # the file defines the pool
+    router = MixLLMRouter(candidates, config=config, encoder=encoder)
     router.fit(data, show_progress=True)
     path = router.save(args.out)
     _log(f"trained on {len(data)} queries, {len(router.candidate_names)} candidates in "
@@ -256,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="RouterBench files/folders or long CSV files")
     p.add_argument("--split", help="use only rows of this split (e.g. train)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--candidates", help="candidates file (.toml/.json): the pool, with prices, context window, "
+                                        "tool support, concurrency (format: mixllm_router.candidates_file)")
     _add_model_options(p)
     p.set_defaults(func=cmd_train)
 

@@ -631,12 +631,37 @@ class MixLLMRouter:
 
     # ------------------------------------------------------------------------------ calling
     def set_client(self, name: str, client: ChatClient) -> None:
-        """Say how to call candidate ``name``; its calls then feed the load tracker."""
-        from ._tracking import TrackedClient
+        """Say how to call candidate ``name``; its calls then feed the load tracker.
 
-        self.pool.get(name)  # unknown name -> UnknownCandidateError
+        Metadata the candidate does not know yet (``Candidate.unknown``: tool support, context
+        window) is taken from the client where it can tell (:func:`~mixllm_router.clients.hints.client_metadata`).
+        """
+        from ._tracking import TrackedClient
+        from .clients.hints import client_metadata
+
+        cand = self.pool.get(name)  # unknown name -> UnknownCandidateError
+        hints = {k: v for k, v in client_metadata(client).items() if k in cand.unknown}
+        if hints:
+            with self.learning.lock:
+                self.pool.replace(cand.updated(**hints))
         self._track(name)
         self._clients[name] = TrackedClient(client, self.load_tracker, name)
+
+    def update_candidate(self, name: str, **fields: Any) -> Candidate:
+        """Change a candidate's metadata (prices, ``context_window``, ``max_concurrency``,
+        ``supports_tools``) without retraining; returns the updated :class:`Candidate`.
+
+        Kept in checkpoints. New prices change the predicted cost at once for candidates whose
+        cost is predicted from output tokens (``cost_mode="tokens"``) and every call's accounted
+        cost; a new ``max_concurrency`` goes to the load tracker. Raises :class:`ConfigError` for
+        a bad field or value and :class:`UnknownCandidateError` for an unknown name; nothing
+        changes then.
+        """
+        with self.learning.lock:  # a route sees the old metadata or the new, never half
+            cand = self.pool.replace(self.pool.get(name).updated(**fields))
+            if "max_concurrency" in fields and name in self.load_tracker:
+                self.load_tracker.set_max_concurrency(name, cand.max_concurrency)
+        return cand
 
     def _track(self, name: str) -> None:
         """Register candidate ``name`` with the load tracker (once) at its concurrency limit."""
