@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from ._exceptions import (
@@ -291,6 +291,12 @@ class _Plan:
         return AllCandidatesFailedError(f"all {len(self.errors)} candidate(s) failed: {detail}", dict(self.errors))
 
 
+def _tagged(chunk: CompletionChunk, candidate: str) -> CompletionChunk:
+    """The chunk, saying which candidate streamed it."""
+    chunk.candidate = candidate
+    return chunk
+
+
 def _close(it: Any) -> None:
     close = getattr(it, "close", None)
     if close is not None:
@@ -368,6 +374,18 @@ class FallbackCaller:
             raise ConfigError("max_attempts_per_candidate must be >= 1")
         if self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.cooldown_s < 0:
             raise ConfigError("backoff and cooldown times must be >= 0")
+
+    def sharing(self, **overrides: Any) -> FallbackCaller:
+        """A caller with other settings (e.g. ``max_attempts_per_candidate``) that shares this one's
+        cooldowns (the same table and lock), spending guard, hooks and random source.
+
+        Why: a wrapper with its own retry count (``ChatMixLLM(max_retries=...)``) must still skip a
+        candidate the router has cooled down, and spend from the same budget.
+        """
+        view = replace(self, **overrides)
+        view._cooldowns = self._cooldowns
+        view._lock = self._lock
+        return view
 
     # -- cooldown ------------------------------------------------------------------------------
     def in_cooldown(self, name: str) -> bool:
@@ -521,11 +539,12 @@ class FallbackCaller:
                 ttft = self.clock() - t0 if any(c.has_content for c in head) else None
                 chunks = list(head)
                 try:
-                    yield from head
+                    for chunk in head:
+                        yield _tagged(chunk, cand.name)
                     if not finished:
                         for chunk in it:
                             chunks.append(chunk)
-                            yield chunk
+                            yield _tagged(chunk, cand.name)
                 except GeneratorExit:
                     _close(it)
                     raise
@@ -591,11 +610,11 @@ class FallbackCaller:
                 chunks = list(head)
                 try:
                     for chunk in head:
-                        yield chunk
+                        yield _tagged(chunk, cand.name)
                     if not finished:
                         async for chunk in it:
                             chunks.append(chunk)
-                            yield chunk
+                            yield _tagged(chunk, cand.name)
                 except GeneratorExit:
                     await _aclose(it)
                     raise

@@ -19,7 +19,7 @@ MATH_Q = "Solve this integral problem: compute the integral value step by step."
 def priced_router(synthetic_data, hashing_encoder):
     pool = [
         Candidate(name="math-pro", input_price=10, output_price=30, supports_tools=True),
-        Candidate(name="poet", input_price=10, output_price=30),
+        Candidate(name="poet", input_price=10, output_price=30, supports_tools=False),
         Candidate(name="cheap", input_price=1, output_price=2, supports_tools=True),
     ]
     caller = FallbackCaller(sleep=lambda s: None, backoff_base_s=0.0)

@@ -235,6 +235,11 @@ class CompletionChunk(BaseModel):
     finish_reason: str | None = None
     model: str | None = None
     usage_estimated: bool = False
+    #: The candidate streaming this chunk, set by ``FallbackCaller`` (after a fallback: the one
+    #: that answers, not the first-ranked).
+    candidate: str | None = None
+    #: The provider's own chunk object (e.g. a LangChain ``AIMessageChunk``), when a client keeps it.
+    raw: Any = None
 
     @property
     def has_content(self) -> bool:

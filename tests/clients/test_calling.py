@@ -188,3 +188,33 @@ def test_guard_validates_settings():
         SpendingGuard(when_exhausted="ignore")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         FallbackCaller(max_attempts_per_candidate=0)
+
+
+def test_a_sharing_view_has_its_own_retries_and_the_same_cooldowns_and_guard(clock, cand):
+    guard = SpendingGuard(per_period_usd=1.0, clock=clock)
+    caller = make_caller(clock, max_attempts_per_candidate=1, cooldown_s=10, guard=guard)
+    view = caller.sharing(max_attempts_per_candidate=3)
+    assert view.max_attempts_per_candidate == 3 and view.guard is guard and caller.max_attempts_per_candidate == 1
+    a = FakeClient([TransientClientError("busy")] * 3, model_name="a")
+    b = FakeClient("from b", model_name="b")
+    assert view.call([(cand("a"), a), (cand("b"), b)], "q").text == "from b"
+    assert len(a.calls) == 3  # the view's retries
+    assert caller.in_cooldown("a")  # ... and the original sees the view's cooldown
+    assert caller.call([(cand("a"), a), (cand("b"), b)], "q").text == "from b" and len(a.calls) == 3
+    caller.clear_cooldown("a")
+    assert not view.in_cooldown("a")
+
+
+def test_streamed_chunks_name_the_candidate_that_streams_them(clock, cand):
+    a = FakeClient([TransientClientError("busy")], model_name="a")
+    b = FakeClient([["from ", "b"]], model_name="b")
+    stream = make_caller(clock, max_attempts_per_candidate=1).stream([(cand("a"), a), (cand("b"), b)], "q")
+    assert [(c.text, c.candidate) for c in stream if c.text] == [("from ", "b"), ("b", "b")]
+
+    async def run():
+        a2 = FakeClient([TransientClientError("busy")], model_name="a")
+        s = make_caller(clock, max_attempts_per_candidate=1).astream([(cand("a"), a2), (cand("b"), FakeClient(
+            [["x"]], model_name="b"))], "q")
+        return [c.candidate async for c in s]
+
+    assert set(asyncio.run(run())) == {"b"}
