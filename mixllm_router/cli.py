@@ -301,9 +301,10 @@ def _extension_parsers() -> list[Any]:
     """Sub-commands that live next to their feature (the simulators)."""
     from .evaluation.online import add_simulate_online_parser
     from .evaluation.simulator import add_simulate_parser
+    from .scoring.cli import add_collect_parser
     from .state.learner import add_learn_parser
 
-    return [add_simulate_parser, add_simulate_online_parser, add_learn_parser]
+    return [add_simulate_parser, add_simulate_online_parser, add_learn_parser, add_collect_parser]
 
 
 def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:

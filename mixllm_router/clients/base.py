@@ -383,6 +383,16 @@ class SDKClients:
             client = self._async[loop] = self._factory(True)
         return client
 
+    async def aclose_running(self) -> None:
+        """Close the async SDK client of the running loop, if one was made (before the loop ends:
+        one closed by the garbage collector after its loop logs "Event loop is closed")."""
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        close = getattr(client, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
 
 class BaseChatClient:
     """Base class: implement :meth:`complete`; the other three methods are derived.
@@ -465,6 +475,14 @@ class BaseChatClient:
         else:
             for chunk in completion_to_chunks(await self.acomplete(messages, **kwargs)):
                 yield chunk
+
+    async def aclose(self) -> None:
+        """Release what this client holds for the running event loop (the SDK's async connection
+        pool); a later async call makes a new one. Call it before a loop you ran ends
+        (``asyncio.run``); a no-op for clients without one."""
+        sdk = getattr(self, "_sdk", None)
+        if isinstance(sdk, SDKClients):
+            await sdk.aclose_running()
 
     def _check_tools(self, tools: Sequence[ToolSpec] | None) -> None:
         if tools and not self.supports_tools:

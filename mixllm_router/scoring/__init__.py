@@ -13,7 +13,9 @@ user's own traffic:
 """
 
 from .base import Score, Scorer, as_score
+from .collection import CollectReport, acollect, collect
 from .judge import DEFAULT_RUBRIC, LLMJudge, PairwiseJudge
+from .queries import QueryItem, QueryProblem, read_queries
 from .reference import (
     ExactMatch,
     FunctionScorer,
@@ -28,6 +30,12 @@ from .reference import (
 )
 
 __all__ = [
+    "CollectReport",
+    "QueryItem",
+    "QueryProblem",
+    "acollect",
+    "collect",
+    "read_queries",
     "DEFAULT_RUBRIC",
     "ExactMatch",
     "FunctionScorer",
