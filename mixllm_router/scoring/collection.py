@@ -283,7 +283,8 @@ class _Collection:
             self.report.errors[type(exc).__name__] += 1
             self._tick()
             return
-        self.reserved -= estimate
+        # the paid cost stays reserved until it is counted as spent (scoring awaits in between)
+        self.reserved += result.cost_usd - estimate
         self._learn_ratio(job, estimate, result.cost_usd)
         self.report.succeeded += 1
         score = await self._score(job, result.text)
@@ -291,6 +292,7 @@ class _Collection:
                 "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
                 "latency_s": result.latency_s, "response": result.text, "attempts": len(result.attempts)}
         self.results.append(self._done_record(job, score, call), durable=True)
+        self.reserved -= result.cost_usd
         self._account(result.cost_usd, score)
 
     def _account(self, cost: float, score: Score) -> None:
