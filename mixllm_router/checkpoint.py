@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._checkpoint_trust import PathArg, apply_host_paths, check_encoder, strip_host_paths
 from ._exceptions import CheckpointError, ConfigError, DataError, MixLLMError
 from .candidates import Candidate
 from .tradeoff import TradeoffCurve
@@ -228,8 +229,10 @@ def _router_state(router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.nd
         arrays.update({f"encoder.{k}": v for k, v in encoder_arrays.items()})
     extra_meta, extra_arrays = router._extra_state()
     arrays.update({f"extra.{k}": v for k, v in extra_arrays.items()})
+    config, journaled = strip_host_paths(router.config.model_dump(mode="json"))
     manifest = {
-        "config": router.config.model_dump(mode="json"),
+        "config": config,
+        "journaled": journaled,
         "candidates": candidates_meta,
         "reference": router.reference_,
         "encoder_fingerprint": router.encoder_fingerprint_,
@@ -243,18 +246,31 @@ def _sub(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | None = None) -> MixLLMRouter:
-    """Rebuild a router from :func:`save_router`'s folder (called by :meth:`MixLLMRouter.load`)."""
+def load_router(
+    cls: type[MixLLMRouter],
+    path: Path,
+    *,
+    encoder: QueryEncoder | None = None,
+    journal_path: PathArg = None,
+    cache_dir: PathArg = None,
+    model_path: PathArg = None,
+) -> MixLLMRouter:
+    """Rebuild a router from :func:`save_router`'s folder (called by :meth:`MixLLMRouter.load`).
+
+    Path settings come from the host, never from the manifest (:mod:`._checkpoint_trust`)."""
     manifest, arrays = read_checkpoint(path)
     where = path / MANIFEST
     try:
+        config = apply_host_paths(manifest.get("config"), where, journal_path=journal_path, cache_dir=cache_dir,
+                                  model_path=model_path, encoder_given=encoder is not None,
+                                  journaled=manifest.get("journaled") is True)
         if encoder is None and manifest.get("encoder_state"):
             from .config import make_config
             from .encoders.restore import restore_encoder
 
-            settings = make_config(manifest["config"]).encoder
+            settings = make_config(config).encoder
             encoder = restore_encoder(manifest["encoder_state"], _sub(arrays, "encoder."), settings)
-        router = cls(config=manifest["config"], encoder=encoder)
+        router = cls(config=config, encoder=encoder)
         bank = arrays["bank.embeddings"]
         if bank.ndim != 2:
             raise DataError("bank.embeddings must be 2-D")
@@ -273,7 +289,11 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
                 arrays["calibration.cost_weights"], arrays["calibration.cost_share"], arrays["calibration.quality_share"]
             )
         router.reference_ = manifest.get("reference")
-        router.encoder_fingerprint_ = manifest.get("encoder_fingerprint")
+        fingerprint = manifest.get("encoder_fingerprint")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise DataError(f"encoder_fingerprint must be a string, got {type(fingerprint).__name__}")
+        router.encoder_fingerprint_ = fingerprint
+        check_encoder(router, encoder, where)  # before the journal replay encodes nothing, but fails fast
         router._restore_extra(manifest.get("extra") or {}, _sub(arrays, "extra."))
     except CheckpointError:
         raise
@@ -283,12 +303,4 @@ def load_router(cls: type[MixLLMRouter], path: Path, *, encoder: QueryEncoder | 
         if isinstance(exc, ConfigError):
             raise CheckpointError(f"{where}: invalid config: {exc}") from exc
         raise CheckpointError(f"{where} does not describe a valid router: {type(exc).__name__}: {exc}") from exc
-    if encoder is not None and router.encoder_fingerprint_ and encoder.fingerprint != router.encoder_fingerprint_:
-        import warnings
-
-        warnings.warn(
-            f"the encoder given to load() ({encoder.fingerprint}) differs from the one the router was "
-            f"trained with ({router.encoder_fingerprint_}); predictions may be off",
-            stacklevel=3,
-        )
     return router

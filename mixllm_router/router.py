@@ -907,17 +907,32 @@ class MixLLMRouter:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, encoder: QueryEncoder | None = None, state: SharedState | str | None = None,
+        cls,
+        path: str | Path,
+        *,
+        encoder: QueryEncoder | None = None,
+        journal_path: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        model_path: str | Path | None = None,
+        state: SharedState | str | None = None,
         **state_options: Any,
     ) -> MixLLMRouter:
         """Load a checkpoint written by :meth:`save`; never unpickles anything.
+
+        A checkpoint never chooses a host path (docs/guarantees.md): whatever its manifest says,
+        ``journal_path`` (the feedback journal to replay and keep appending to; None: feedback is
+        not journaled), ``cache_dir`` (the embedding cache; None: the default folder) and
+        ``model_path`` (the local model folder of an ``encoder.kind="hf"`` router) are the ones
+        given here. The encoder must be the one the router was trained with: pass ``encoder=``
+        when it is not what ``config.encoder`` builds; a wrong one raises :class:`CheckpointError`.
 
         ``state`` (a ``redis://`` URL or a :class:`~mixllm_router.state.SharedState`, with
         ``state_options``) shares the loaded router's live state at once (:meth:`share_state`).
         """
         from .checkpoint import load_router
 
-        router = load_router(cls, Path(path), encoder=encoder)
+        router = load_router(cls, Path(path), encoder=encoder, journal_path=journal_path, cache_dir=cache_dir,
+                             model_path=model_path)
         if state is not None:
             router.share_state(state, **state_options)
         elif state_options:

@@ -101,7 +101,7 @@ DRIVER = textwrap.dedent(
         if mode == "save":
             router = MixLLMRouter.load(ckpt, encoder=ENC)
         else:
-            router = MixLLMRouter.load(ckpt, encoder=ENC)  # checkpoint + journal replay
+            router = MixLLMRouter.load(ckpt, encoder=ENC, journal_path=journal)  # checkpoint + journal replay
             router.learning.close()
         pid = os.fork()
         if pid == 0:
@@ -141,7 +141,7 @@ DRIVER = textwrap.dedent(
             else:
                 acked = [m["ack"] for m in lines]
                 acked_total += len(acked)
-                loaded = MixLLMRouter.load(ckpt, encoder=ENC)
+                loaded = MixLLMRouter.load(ckpt, encoder=ENC, journal_path=journal)
                 applied = loaded.learning.applied_seq
                 from mixllm_router.learning import FeedbackJournal
                 seqs = {e.seq for e in FeedbackJournal(journal).read()}

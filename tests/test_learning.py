@@ -372,11 +372,11 @@ def test_journal_replay_restores_what_the_checkpoint_lacks(tmp_path: Path) -> No
         router.feedback(d.decision_id, i % 2 == 0, output_tokens=10 + i)
     lines = (tmp_path / "feedback.jsonl").read_text().splitlines()
     assert len(lines) == 5 and json.loads(lines[-1])["e"]["seq"] == 5
-    loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)  # checkpoint has seq 0: all 5 replayed
+    loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=tmp_path / "feedback.jsonl")  # checkpoint has seq 0: all 5 replayed
     assert loaded.learning.applied_seq == 5
     assert_same(snapshot(router), snapshot(loaded))
     router.save(tmp_path / "ckpt")  # now the checkpoint includes them: nothing is applied twice
-    again = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+    again = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=tmp_path / "feedback.jsonl")
     assert_same(snapshot(router), snapshot(again))
 
 
@@ -390,7 +390,7 @@ def test_torn_last_line_is_ignored_and_cut(tmp_path: Path) -> None:
     whole = path.read_bytes()
     last = whole.splitlines(keepends=True)[-1]
     path.write_bytes(whole + last[: len(last) // 2])  # a crash in the middle of a 4th line
-    loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+    loaded = MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=tmp_path / "feedback.jsonl")
     assert loaded.learning.applied_seq == 3
     loaded.feedback(loaded.route("math sum").decision_id, False)  # appends after cutting the torn tail
     events = FeedbackJournal(path).read()
@@ -410,7 +410,7 @@ def test_damaged_middle_line_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FeedbackError, match="line 2 is damaged"):
         FeedbackJournal(path).read()
     with pytest.raises(CheckpointError, match="line 2 is damaged"):
-        MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+        MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=tmp_path / "feedback.jsonl")
 
 
 def test_a_second_writer_is_refused(tmp_path: Path) -> None:
@@ -432,7 +432,7 @@ CHILD = textwrap.dedent(
     import sys
     from mixllm_router import MixLLMRouter
     from mixllm_router.encoders import HashingEncoder
-    router = MixLLMRouter.load(sys.argv[1], encoder=HashingEncoder(dim=64))
+    router = MixLLMRouter.load(sys.argv[1], encoder=HashingEncoder(dim=64), journal_path=sys.argv[2])
     i = 0
     while True:
         d = router.route(f"poem rose sonnet {i}" if i % 2 else f"math integral proof {i}")
@@ -449,7 +449,7 @@ def test_journal_survives_sigkill_mid_stream(tmp_path: Path) -> None:
     ckpt = router.save(tmp_path / "ckpt")
     before = {n: (np.linalg.inv(m.linear.a_inv), m.n_examples) for n, m in router.predictors_.items()}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ckpt)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ckpt), str(tmp_path / "feedback.jsonl")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, text=True)
     acked = 0
     deadline = time.monotonic() + 60
@@ -463,7 +463,7 @@ def test_journal_survives_sigkill_mid_stream(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)  # no clean-up, no flush: possibly mid-write
         proc.wait(timeout=10)
     assert acked >= 40, proc.stderr.read()
-    loaded = MixLLMRouter.load(ckpt, encoder=ENC)
+    loaded = MixLLMRouter.load(ckpt, encoder=ENC, journal_path=tmp_path / "feedback.jsonl")
     applied = loaded.learning.applied_seq
     assert applied >= acked  # nothing acknowledged is lost
     events = FeedbackJournal(tmp_path / "feedback.jsonl").read()
