@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._checkpoint_trust import PathArg, apply_host_paths, check_encoder, strip_host_paths
+from ._checkpoint_validate import check_finite, parse_manifest, validate_router_arrays
 from ._exceptions import CheckpointError, ConfigError, DataError, MixLLMError
+from ._folder import Folder
 from .candidates import Candidate
 from .tradeoff import TradeoffCurve
 
@@ -45,6 +45,12 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "write_checkpoint", "read_checkpoint", "s
 FORMAT = "mixllm-router-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: Largest manifest read (the library writes a few hundred kB at most).
+MAX_MANIFEST_BYTES = 64 << 20
+#: Largest arrays file read (a 1M-query bank of 384-dim float32 is 1.5 GiB); raise it for larger routers.
+MAX_ARRAYS_BYTES = 16 << 30
+#: How long a save waits for another writer of the same folder before raising CheckpointError.
+SAVE_LOCK_TIMEOUT_S = 300.0
 _ARRAYS_NAME = re.compile(r"^arrays-[0-9a-f]{16}\.safetensors$")
 
 
@@ -58,55 +64,49 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
-    """Atomically write ``manifest`` (JSON-serialisable) and ``arrays`` into the folder ``path``."""
+    """Atomically write ``manifest`` (JSON-serialisable) and ``arrays`` into the folder ``path``.
+
+    Raises :class:`CheckpointError` for every failure (a file in the way, no space, no permission,
+    another writer holding the folder past :data:`SAVE_LOCK_TIMEOUT_S`); the last complete
+    checkpoint in the folder is then left as it was."""
     from safetensors.numpy import save
 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    blob = save(contiguous)
+    try:
+        contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        blob = save(contiguous)
+    except Exception as exc:  # safetensors refuses object arrays and the like
+        raise CheckpointError(f"cannot serialise the arrays for {path}: {type(exc).__name__}: {exc}") from exc
     digest = hashlib.sha256(blob).hexdigest()
     arrays_name = f"arrays-{digest[:16]}.safetensors"
-    from filelock import FileLock
-
-    # One writer at a time per folder (threads or processes): without it, writer A's clean-up could
-    # delete the arrays file that writer B's manifest, replaced a moment later, names. The lock file
-    # sits beside the folder (``.<name>.lock``) so the folder holds only the checkpoint itself.
-    with FileLock(str(path.parent / f".{path.name}.lock")):
-        _write_manifest_and_arrays(path, manifest, blob, arrays_name, digest)
+    try:
+        # One writer at a time per folder *identity* (threads or processes, through any alias: see
+        # _folder.py), and every operation relative to the folder opened here, so a symlink
+        # retargeted mid-save cannot split one save across two folders.
+        with Folder(path, create=True) as folder, folder.lock(SAVE_LOCK_TIMEOUT_S):
+            _write_manifest_and_arrays(folder, manifest, blob, arrays_name, digest)
+    except OSError as exc:
+        raise CheckpointError(f"cannot save the checkpoint to {path}: {exc}") from exc
     return path
 
 
-def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes, arrays_name: str,
+def _named_arrays(folder: Folder) -> str | None:
+    """The arrays file the manifest now on disk names (None when there is none or it is unreadable)."""
+    try:
+        manifest = parse_manifest(folder.read(MANIFEST, max_bytes=MAX_MANIFEST_BYTES), folder.path / MANIFEST)
+    except (OSError, CheckpointError):
+        return None
+    name = manifest.get("arrays_file") if isinstance(manifest, dict) else None
+    return name if isinstance(name, str) and _ARRAYS_NAME.match(name) else None
+
+
+def _write_manifest_and_arrays(folder: Folder, manifest: dict[str, Any], blob: bytes, arrays_name: str,
                                digest: str) -> None:
-    _write_atomic(path / arrays_name, blob)
-    _fsync_dir(path)  # the arrays file's name is on disk before any manifest can point at it
+    folder.write_atomic(arrays_name, blob)
+    folder.fsync()  # the arrays file's name is on disk before any manifest can point at it
     full = dict(manifest)
     full.update(
         format=FORMAT,
@@ -119,52 +119,60 @@ def _write_manifest_and_arrays(path: Path, manifest: dict[str, Any], blob: bytes
     )
     try:
         text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"manifest for {path} is not plain JSON: {exc}") from exc
-    _write_atomic(path / MANIFEST, text.encode("utf-8"))
-    _fsync_dir(path)
-    for old in path.glob("arrays-*.safetensors"):
-        if old.name != arrays_name:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise CheckpointError(f"manifest for {folder.path} is not plain JSON: {exc}") from exc
+    folder.write_atomic(MANIFEST, text.encode("utf-8"))
+    folder.fsync()
+    # Delete only what no manifest names: re-read the one on disk (under the lock it is ours; the
+    # check keeps a writer of an older library version, which locked by name, from losing its file).
+    keep = {arrays_name, _named_arrays(folder)}
+    for name in folder.names():
+        stale_tmp = name.endswith(".tmp") and (name.startswith(".arrays-") or name.startswith(f".{MANIFEST}."))
+        if (_ARRAYS_NAME.match(name) and name not in keep) or stale_tmp:
+            # temp files of saves killed mid-write: no other writer can be using them (we hold the lock)
             with contextlib.suppress(OSError):
-                old.unlink()
-    # temp files of saves killed mid-write: no other writer can be using them (we hold the lock)
-    for stale in [*path.glob(".arrays-*.tmp"), *path.glob(f".{MANIFEST}.*.tmp")]:
-        with contextlib.suppress(OSError):
-            stale.unlink()
+                folder.unlink(name)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify a checkpoint folder: ``(manifest, arrays)``."""
+    """Read and verify a checkpoint folder: ``(manifest, arrays)``.
+
+    Opens nothing outside the folder and reads nothing unbounded (_folder.py): the manifest is at
+    most :data:`MAX_MANIFEST_BYTES`, the arrays file exactly the ``arrays_bytes`` the manifest
+    declares and at most :data:`MAX_ARRAYS_BYTES`; symlinks, FIFOs and devices are refused."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}")
-    for _ in range(4):
-        try:
-            return _read_checkpoint_once(path)
-        except _ArraysGone:  # a writer replaced the manifest and deleted its old arrays: read again
-            time.sleep(0.01)
-    return _read_checkpoint_once(path, last_try=True)
+    try:
+        with Folder(path) as folder:
+            for _ in range(4):
+                try:
+                    return _read_checkpoint_once(folder)
+                except _ArraysGone:  # a writer replaced the manifest and deleted its old arrays: read again
+                    time.sleep(0.01)
+            return _read_checkpoint_once(folder, last_try=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the checkpoint at {path}: {exc}") from exc
 
 
 class _ArraysGone(Exception):
     pass
 
 
-def _read_checkpoint_once(path: Path, last_try: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read_checkpoint_once(folder: Folder, last_try: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    manifest_path = path / MANIFEST
+    manifest_path = folder.path / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        data = folder.read(MANIFEST, max_bytes=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise CheckpointError(f"{manifest_path} is missing: not a mixllm-router checkpoint") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{manifest_path} is damaged (not valid JSON): {exc}") from None
+    manifest = parse_manifest(data, manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{manifest_path} is not a mixllm-router manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{manifest_path}: invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -174,15 +182,16 @@ def _read_checkpoint_once(path: Path, last_try: bool = False) -> tuple[dict[str,
     name = manifest.get("arrays_file")
     if not isinstance(name, str) or not _ARRAYS_NAME.match(name):
         raise CheckpointError(f"{manifest_path}: arrays_file {name!r} is not a file name this library writes")
-    arrays_path = path / name
-    expected_size = manifest.get("arrays_bytes")
+    arrays_path = folder.path / name
+    size = manifest.get("arrays_bytes")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_ARRAYS_BYTES:
+        # a manifest must not make us read a file of unknown size into memory
+        raise CheckpointError(
+            f"{manifest_path}: arrays_bytes must be the arrays file's size in bytes, an integer in "
+            f"1..{MAX_ARRAYS_BYTES}, got {size!r}"
+        )
     try:
-        # compare sizes before reading: a manifest must not make us read a huge file into memory
-        if isinstance(expected_size, int) and arrays_path.stat().st_size != expected_size:
-            raise CheckpointError(
-                f"{arrays_path} has {arrays_path.stat().st_size} bytes; the manifest says {expected_size}"
-            )
-        blob = arrays_path.read_bytes()
+        blob = folder.read(name, max_bytes=MAX_ARRAYS_BYTES, exact_size=size)
     except FileNotFoundError:
         if not last_try:
             raise _ArraysGone from None
@@ -191,7 +200,7 @@ def _read_checkpoint_once(path: Path, last_try: bool = False) -> tuple[dict[str,
         raise CheckpointError(f"{arrays_path} is damaged: its SHA-256 does not match the manifest")
     try:
         arrays = load(blob)
-    except (SafetensorError, ValueError, OSError) as exc:
+    except (SafetensorError, ValueError, OSError, TypeError) as exc:
         raise CheckpointError(f"{arrays_path} is not a valid safetensors file: {exc}") from None
     return manifest, arrays
 
@@ -261,6 +270,10 @@ def load_router(
     manifest, arrays = read_checkpoint(path)
     where = path / MANIFEST
     try:
+        check_finite(arrays)  # before anything, the encoder included, is built from them
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where} does not describe a valid router: {exc}") from None
+    try:
         config = apply_host_paths(manifest.get("config"), where, journal_path=journal_path, cache_dir=cache_dir,
                                   model_path=model_path, encoder_given=encoder is not None,
                                   journaled=manifest.get("journaled") is True)
@@ -271,9 +284,11 @@ def load_router(
             settings = make_config(config).encoder
             encoder = restore_encoder(manifest["encoder_state"], _sub(arrays, "encoder."), settings)
         router = cls(config=config, encoder=encoder)
+        try:
+            validate_router_arrays(manifest, arrays, hidden=router.config.learning.hidden)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where} does not describe a valid router: {exc}") from None
         bank = arrays["bank.embeddings"]
-        if bank.ndim != 2:
-            raise DataError("bank.embeddings must be 2-D")
         from .predictors import CandidatePredictor
 
         for i, entry in enumerate(manifest["candidates"]):

@@ -106,18 +106,17 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(saved, tmp_path, 
     script = textwrap.dedent(f"""
         import os, signal, sys, numpy as np
         from mixllm_router.checkpoint import write_checkpoint, read_checkpoint
-        import mixllm_router.checkpoint as ck
         manifest, arrays = read_checkpoint({str(saved)!r})
         manifest = {{k: manifest[k] for k in ("config", "candidates", "reference", "encoder_fingerprint", "encoder_state", "extra")}}
         arrays["extra.marker"] = np.arange(int(sys.argv[1]) + 1)
         real = os.replace
         calls = [0]
-        def dying_replace(a, b):
+        def dying_replace(*args, **kwargs):
             calls[0] += 1
             if calls[0] == int(sys.argv[2]):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return real(a, b)
-        ck.os.replace = dying_replace
+            return real(*args, **kwargs)
+        os.replace = dying_replace  # every rename of a save goes through os.replace
         write_checkpoint({str(saved)!r}, manifest, arrays)
     """)
     survived = 0

@@ -9,8 +9,15 @@ was trained with fails at load with a clear error, not at the first route.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
+import stat
+import threading
+import time
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -164,3 +171,298 @@ def test_a_same_dimension_encoder_with_another_fingerprint_warns(saved) -> None:
     with pytest.warns(UserWarning, match="differs"):
         router = MixLLMRouter.load(saved, encoder=HashingEncoder(dim=32, seed=5))
     assert router.route("still routes").chosen in MODELS
+
+
+# ------------------------------------------------------------------------- item 3: one writer per folder
+def _count_writers(monkeypatch) -> list[int]:
+    """Wrap the part of a save that runs under the folder lock: record how many run at once."""
+    import mixllm_router.checkpoint as ck
+
+    inner = ck._write_manifest_and_arrays
+    state = {"now": 0}
+    peaks: list[int] = []
+    guard = threading.Lock()
+
+    def counted(*args, **kwargs):
+        with guard:
+            state["now"] += 1
+            peaks.append(state["now"])
+        try:
+            time.sleep(0.2)  # long enough for the other writer to arrive while this one is inside
+            return inner(*args, **kwargs)
+        finally:
+            with guard:
+                state["now"] -= 1
+
+    monkeypatch.setattr(ck, "_write_manifest_and_arrays", counted)
+    return peaks
+
+
+def test_saves_through_every_alias_of_one_folder_are_serialised(tmp_path, monkeypatch) -> None:
+    router = make_router()
+    real = tmp_path / "real"
+    router.save(real)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    aliases = [real, tmp_path / "link", Path("../real"), tmp_path / "sub" / ".." / "link", Path(str(real) + "/")]
+    peaks = _count_writers(monkeypatch)
+    errors: list[BaseException] = []
+
+    def save(alias: Path) -> None:
+        try:
+            make_router(seed=len(str(alias))).save(alias)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(a,)) for a in aliases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert max(peaks) == 1, f"{max(peaks)} saves ran inside one folder at once"
+    assert MixLLMRouter.load(real, encoder=ENC).route("math").chosen in MODELS
+    assert sorted(p.name for p in real.iterdir() if not p.name.startswith(".")) == sorted(
+        [MANIFEST, manifest_of(real)["arrays_file"]])
+
+
+def test_a_failing_save_raises_checkpoint_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch) -> None:
+    router = make_router()
+    path = tmp_path / "ckpt"
+    router.save(path)
+    before = manifest_of(path)["arrays_file"]
+    import errno
+    import os
+
+    real_replace = os.replace
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    router.feedback(router.route("something new").decision_id, True)
+    with pytest.raises(CheckpointError, match="No space left"):
+        router.save(path)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert manifest_of(path)["arrays_file"] == before
+    assert MixLLMRouter.load(path, encoder=ENC).route("math").chosen in MODELS
+
+
+# ------------------------------------------------------------------------- item 4: sizes and file types
+def arrays_of(path: Path) -> Path:
+    return path / manifest_of(path)["arrays_file"]
+
+
+def load_in_thread(path: Path, timeout: float = 20.0) -> BaseException | None:
+    """Load in a daemon thread: a load that blocks (a FIFO) fails the test instead of hanging it."""
+    out: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            MixLLMRouter.load(path, encoder=ENC)
+            out.append(None)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert out, f"loading {path} blocked for {timeout} s"
+    return out[0]
+
+
+def assert_refused(path: Path, match: str | None = None) -> None:
+    exc = load_in_thread(path)
+    assert isinstance(exc, CheckpointError), f"{type(exc).__name__}: {exc}"
+    if match:
+        assert re.search(match, str(exc)), str(exc)
+
+
+@pytest.mark.parametrize("value", ["absent", 1.0 * 10**6, "123", True, -1, 2**70])
+def test_arrays_bytes_must_be_the_exact_int(saved, tmp_path, value) -> None:
+    path = copy(saved, tmp_path)
+    manifest = manifest_of(path)
+    if value == "absent":
+        del manifest["arrays_bytes"]
+    else:
+        manifest["arrays_bytes"] = value
+    write_manifest(path, manifest)
+    assert_refused(path, "arrays_bytes")
+
+
+def test_a_giant_arrays_file_without_a_declared_size_is_not_read(saved, tmp_path) -> None:
+    path = copy(saved, tmp_path)
+    target = arrays_of(path)
+    manifest = manifest_of(path)
+    del manifest["arrays_bytes"]
+    write_manifest(path, manifest)
+    target.unlink()
+    with open(target, "wb") as fh:  # sparse: 4 GiB on paper, nothing on disk
+        fh.truncate(4 * 2**30)
+    tracemalloc.start()
+    try:
+        assert_refused(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"loading read {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("which", ["arrays", "manifest"])
+def test_a_symlink_to_dev_zero_is_refused(saved, tmp_path, which) -> None:
+    path = copy(saved, tmp_path)
+    target = arrays_of(path) if which == "arrays" else path / MANIFEST
+    manifest = manifest_of(path)
+    del manifest["arrays_bytes"]
+    write_manifest(path, manifest)
+    target.unlink()
+    target.symlink_to("/dev/zero")
+    assert_refused(path, "symlink|not a regular file")
+
+
+def test_a_valid_arrays_file_outside_the_folder_is_not_reached_through_a_symlink(saved, tmp_path) -> None:
+    path = copy(saved, tmp_path)
+    target = arrays_of(path)
+    outside = tmp_path / "outside.safetensors"
+    shutil.move(target, outside)  # byte-for-byte the right file, checksum and size match
+    target.symlink_to(outside)
+    assert_refused(path, "symlink")
+
+
+@pytest.mark.parametrize("which", ["arrays", "manifest"])
+def test_a_fifo_never_blocks_the_load(saved, tmp_path, which) -> None:
+    path = copy(saved, tmp_path)
+    target = arrays_of(path) if which == "arrays" else path / MANIFEST
+    target.unlink()
+    os.mkfifo(target)
+    try:
+        assert_refused(path, "not a regular file")
+    finally:
+        with contextlib.suppress(OSError):  # free a reader blocked on it (today's code)
+            fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+
+
+def test_a_device_file_is_refused(saved, tmp_path) -> None:
+    path = copy(saved, tmp_path)
+    target = arrays_of(path)
+    target.unlink()
+    try:
+        os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero's numbers
+    except (PermissionError, AttributeError):
+        pytest.skip("cannot create a device file here")
+    assert_refused(path, "not a regular file")
+
+
+def test_a_giant_manifest_is_not_read(saved, tmp_path) -> None:
+    path = copy(saved, tmp_path)
+    text = (path / MANIFEST).read_bytes()
+    with open(path / MANIFEST, "r+b") as fh:  # valid JSON followed by 4 GiB of (sparse) zero bytes
+        fh.truncate(4 * 2**30)
+        fh.seek(0)
+        fh.write(text)
+    tracemalloc.start()
+    try:
+        assert_refused(path, "manifest")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"loading read {peak / 2**20:.0f} MB"
+
+
+def test_the_folder_itself_may_be_a_symlink_the_host_chose(saved, tmp_path) -> None:
+    (tmp_path / "alias").symlink_to(saved, target_is_directory=True)
+    assert MixLLMRouter.load(tmp_path / "alias", encoder=ENC).route("poem").chosen in MODELS
+
+
+# ------------------------------------------------------------------------- item 7: manifest and arrays values
+def _set(manifest: dict, where: tuple, value) -> None:
+    node = manifest
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = value
+
+
+@pytest.mark.parametrize("where", [("format_version",), ("candidates", 0, "spec", "context_window"),
+                                   ("extra", "learning", "applied_seq"), ("candidates", 1, "predictor", "knn_k")])
+def test_a_5000_digit_integer_in_the_manifest(saved, tmp_path, where) -> None:
+    path = copy(saved, tmp_path)
+    text = (path / MANIFEST).read_text()
+    manifest = json.loads(text)
+    _set(manifest, where, 12345)
+    text = json.dumps(manifest).replace("12345", "7" * 5000, 1)
+    (path / MANIFEST).write_text(text)
+    assert_refused(path)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_in_the_manifest(saved, tmp_path, literal) -> None:
+    path = copy(saved, tmp_path)
+    manifest = manifest_of(path)
+    manifest["candidates"][0]["spec"]["input_price"] = 424242.5
+    (path / MANIFEST).write_text(json.dumps(manifest).replace("424242.5", literal))
+    assert_refused(path)
+
+
+def test_deeply_nested_json_in_the_manifest(saved, tmp_path) -> None:
+    path = copy(saved, tmp_path)
+    manifest = manifest_of(path)
+    manifest["extra"]["deep"] = "HOLE"
+    deep = "[" * 200_000 + "]" * 200_000
+    (path / MANIFEST).write_text(json.dumps(manifest).replace('"HOLE"', deep))
+    assert_refused(path)
+
+
+@pytest.mark.parametrize("dim", [10**6, 10**12, 0, -3, 31])
+def test_a_declared_predictor_dim_that_does_not_fit(saved, tmp_path, dim) -> None:
+    path = copy(saved, tmp_path)
+    manifest = manifest_of(path)
+    manifest["candidates"][0]["predictor"]["dim"] = dim
+    write_manifest(path, manifest)
+    assert_refused(path)
+
+
+def rewrite_arrays(path: Path, change) -> None:
+    """Change the arrays and write them back with a valid checksum and size (only validation can stop it)."""
+    from mixllm_router.checkpoint import read_checkpoint, write_checkpoint
+
+    manifest, arrays = read_checkpoint(path)
+    change(arrays)
+    write_checkpoint(path, manifest, arrays)
+
+
+def _nan_at(name: str):
+    def change(arrays):
+        a = np.array(arrays[name], dtype=np.float64 if arrays[name].dtype == np.float64 else arrays[name].dtype)
+        a.reshape(-1)[0] = np.nan
+        arrays[name] = a
+    return change
+
+
+ARRAY_DAMAGE = {
+    "bank narrower": lambda a: a.update({"bank.embeddings": a["bank.embeddings"][:, :-1].copy()}),
+    "bank 3-D": lambda a: a.update({"bank.embeddings": a["bank.embeddings"][None].copy()}),
+    "bank NaN": _nan_at("bank.embeddings"),
+    "b NaN (always chosen)": _nan_at("candidate.1.linear.b"),
+    "a_inv inf": lambda a: a.update({"candidate.0.linear.a_inv": np.full_like(a["candidate.0.linear.a_inv"], np.inf)}),
+    "a_inv not square": lambda a: a.update({"candidate.0.linear.a_inv": a["candidate.0.linear.a_inv"][:, :-1].copy()}),
+    "b one target": lambda a: a.update({"candidate.2.linear.b": a["candidate.2.linear.b"][:, :1].copy()}),
+    "offset long": lambda a: a.update({"candidate.0.linear.offset": np.zeros(7)}),
+    "n_seen negative": lambda a: a.update({"candidate.0.linear.n_seen": np.array([-5], dtype=np.int64)}),
+    "n_seen float": lambda a: a.update({"candidate.0.linear.n_seen": np.array([1.5])}),
+    "knn targets NaN": _nan_at("candidate.0.knn.targets"),
+    "knn rows float": lambda a: a.update({"candidate.0.knn.rows": a["candidate.0.knn.rows"].astype(np.float64) + 0.5}),
+    "knn targets 2-D": lambda a: a.update({"candidate.0.knn.targets": a["candidate.0.knn.targets"][:, None].copy()}),
+    "calibration lengths": lambda a: a.update({"calibration.cost_share": a["calibration.cost_share"][:-1].copy()}),
+    "calibration NaN": _nan_at("calibration.quality_share"),
+    "a_inv missing": lambda a: a.pop("candidate.1.linear.a_inv"),
+    "bank empty": lambda a: a.update({"bank.embeddings": np.zeros((0, ENC.dim), np.float32)}),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(ARRAY_DAMAGE))
+def test_arrays_with_wrong_shapes_or_values_behind_a_valid_checksum(saved, tmp_path, damage) -> None:
+    path = copy(saved, tmp_path)
+    rewrite_arrays(path, ARRAY_DAMAGE[damage])
+    assert_refused(path)
