@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -123,6 +124,8 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         encoder["kind"] = "hashing"
     if getattr(args, "cache_dir", None):
         encoder["cache_dir"] = args.cache_dir
+    if getattr(args, "encoder_backend", None):
+        encoder["backend"] = args.encoder_backend
     if encoder:
         cfg["encoder"] = encoder
     return cfg
@@ -145,12 +148,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm",
                    help="minilm: bundled all-MiniLM-L6-v2 (default); hashing: torch-free, weaker")
     p.add_argument("--cache-dir", dest="cache_dir", help="embedding cache folder")
+    _add_backend_option(p)
     p.add_argument("--tune", action="store_true", help="choose the predictor by cross-validation on the training data")
     p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop",
                    help="what to do with bad rows in the data (default: drop and report)")
     from .encoders.tag_enhanced import add_tagging_arguments
 
     add_tagging_arguments(p)
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder-backend", dest="encoder_backend", choices=["torch", "onnx", "onnx-int8", "auto"],
+                   help="runtime of the MiniLM encoder (default auto: onnx if installed, else torch)")
 
 
 def _training_encoder(args: argparse.Namespace, train: RoutingDataset, config: dict[str, Any]) -> QueryEncoder | None:
@@ -204,6 +213,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     from .router import MixLLMRouter
 
+    if args.encoder_backend:  # the saved config names a backend; this machine may have another
+        from .encoders.backends import ENV_VAR
+
+        os.environ[ENV_VAR] = args.encoder_backend
     router = MixLLMRouter.load(args.router, encoder=_encoder_from_args(args))
     queries = args.query or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     decisions = router.route_batch(queries, cost_weight=args.cost_weight, cost_share=args.cost_share,
@@ -276,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cost", dest="max_cost", type=float, help="per-query budget in USD")
     p.add_argument("--encoder", choices=["minilm", "hashing"], default=None,
                    help="override the encoder (default: the one the router was saved with)")
+    _add_backend_option(p)
     p.add_argument("--json", action="store_true", help="one JSON decision per line")
     p.set_defaults(func=cmd_route)
 

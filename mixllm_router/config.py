@@ -48,7 +48,20 @@ class EncoderSettings(_Settings):
         default="head_tail", description="Which part of a long prompt to keep (see docs/benchmarks.md)."
     )
     batch_size: int = Field(default=64, gt=0)
-    cache_dir: str | None = Field(default=None, description="On-disk embedding cache; None: the default cache folder.")
+    backend: Literal["torch", "onnx", "onnx-int8", "auto"] = Field(
+        default="auto",
+        description="Runtime of the BERT encoder: 'torch'; 'onnx' (ONNX Runtime fp32, the same vectors, no torch); "
+        "'onnx-int8' (faster, cosine ≈ 0.994 to fp32, its own cache key); 'auto': onnx if installed, else torch. "
+        "$MIXLLM_ENCODER_BACKEND overrides it (encoders/backends.py).",
+    )
+    num_threads: int | None = Field(
+        default=None, gt=0, description="Threads of one forward pass; None: one per core (docs/benchmarks.md)."
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Root of the embedding cache (<root>/embeddings) and of the ONNX graphs (<root>/onnx); "
+        "None: $MIXLLM_CACHE_DIR or ~/.cache/mixllm-router.",
+    )
     use_cache: bool = True
 
     @model_validator(mode="after")

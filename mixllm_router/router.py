@@ -50,12 +50,9 @@ def build_encoder(settings: EncoderSettings) -> QueryEncoder:
     if settings.kind == "hashing":
         inner = encoders.HashingEncoder()
     else:
-        inner = encoders.HFEncoder(
-            settings.model_path if settings.kind == "hf" else None,
-            max_tokens=settings.max_tokens,
-            truncation=settings.truncation,
-            batch_size=settings.batch_size,
-        )
+        from .encoders.backends import text_encoder
+
+        inner = text_encoder(settings)  # torch or ONNX Runtime, per settings.backend
     if settings.use_cache:
         root = Path(settings.cache_dir) if settings.cache_dir else encoders.default_cache_dir()
         return encoders.CachedEncoder(inner, root / "embeddings")

@@ -4,6 +4,8 @@ Importing this package is light: torch and transformers load on the first
 :meth:`HFEncoder.encode` / :meth:`HFEncoder.count_tokens` call, never at import.
 
 - :class:`HFEncoder`: a local Hugging Face encoder folder (default all-MiniLM-L6-v2), the default.
+- :class:`OnnxEncoder`: the same encoder run by ONNX Runtime (fp32: the same vectors; or int8), no torch;
+  ``EncoderSettings.backend`` chooses between the two (:mod:`.backends`).
 - :class:`HashingEncoder`: hashed n-grams with scikit-learn; no torch, weaker, good for tests.
 - :class:`CachedEncoder`: memory LRU + on-disk safetensors shards in front of any encoder.
 - :func:`default_encoder`: the cached MiniLM encoder most users want.
@@ -20,12 +22,14 @@ from .base import QueryEncoder
 from .cache import CachedEncoder, CacheWarning, default_cache_dir
 from .hashing import HashingEncoder
 from .hf import HFEncoder
+from .onnx_encoder import OnnxEncoder
 from .tag_enhanced import TagEnhancedEncoder, fit_tag_enhanced_encoder
 from .tagging import LLMTagger, OfflineTagger
 
 __all__ = [
     "QueryEncoder",
     "HFEncoder",
+    "OnnxEncoder",
     "HashingEncoder",
     "CachedEncoder",
     "CacheWarning",

