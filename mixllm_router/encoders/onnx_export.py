@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -280,8 +281,14 @@ def quantize_int8(src: Path, dst: Path) -> None:
     model = onnx.load(str(src), load_external_data=False)
     keep = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(("_qk", "_ctx_h"))]
     del model
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=keep)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a "consider pre-processing" note on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=keep)
+    finally:
+        root.setLevel(level)
 
 
 def _record(folder: Path, variant: Variant, source_fingerprint: str) -> None:
