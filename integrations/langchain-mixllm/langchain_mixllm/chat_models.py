@@ -10,30 +10,29 @@ the ranking answers instead. The answer is the candidate's own ``AIMessage`` (te
 ``usage_metadata``), with ``response_metadata["model_name"]`` set to the candidate that answered
 and ``response_metadata["mixllm"]`` holding the routing decision.
 
-Why candidates are called directly (``chat_model.invoke``) and not through
-``MixLLMRouter.invoke``: the router's client protocol is provider-neutral text + tool calls, so a
-round trip through it would drop what LangChain users rely on (content blocks, tool-call ids,
-``tool_choice``, structured-output bindings, callbacks). The fallback loop below follows
-:mod:`mixllm_router.calling` (transient errors: retry the same candidate up to ``max_retries``
-times, then the next; context too long: the next; anything else: raise), and each call holds a
-slot in the router's load tracker so the latency penalty keeps working.
+Candidates are LangChain chat models called directly (``chat_model.invoke``), so content
+blocks, tool-call ids, ``tool_choice``, structured-output bindings and callbacks survive; the
+calls go through the router's own ``FallbackCaller`` (``router.caller``: retries with backoff,
+fallback down the ranking, cooldowns, spending guard), so ``ChatMixLLM`` and ``router.invoke``
+share one retry / cooldown / budget state (see :mod:`langchain_mixllm._calling`). Each call holds
+a slot in the router's load tracker, so the latency penalty keeps working.
 
-Callbacks: the candidate's own run nests under the ``ChatMixLLM`` run (``run_manager.get_child()``).
-By default only *tracers* (LangSmith, console, event streams) are passed down; plain callback
-handlers (token and cost counters) see the ``ChatMixLLM`` run alone, because a chat-model run
-nested in a chat-model run would make them count every token twice.
+Callbacks: the candidate's own run nests under the ``ChatMixLLM`` run. By default
+(``nested_callbacks="tracers"``) handlers that *observe* runs (tracers, LangSmith, ``astream_events``,
+``astream_log``) see it; handlers that *count* (``get_usage_metadata_callback``, cost counters)
+see the ``ChatMixLLM`` run alone, so no token is counted twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
@@ -50,21 +49,16 @@ from langchain_core.language_models.chat_models import (
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import ensure_config, var_child_runnable_config
+from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from langchain_core.utils.utils import build_extra_kwargs, get_pydantic_field_names
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from mixllm_router import (
-    AllCandidatesFailedError,
-    ClientError,
-    ContextLengthError,
-    MixLLMRouter,
-    RoutingDecision,
-    StreamInterruptedError,
-    TransientClientError,
-)
-from mixllm_router.clients._errors import map_provider_error
+from langchain_mixllm._calling import CandidateCall, observes
+from mixllm_router import ClientError, ConfigError, MixLLMRouter, RoutingDecision
+from mixllm_router.calling import CallResult, FallbackCaller
+from mixllm_router.clients.base import CompletionChunk
 
 if TYPE_CHECKING:
     from mixllm_router.decision import DecisionRecord
@@ -74,6 +68,9 @@ __all__ = ["ChatMixLLM"]
 #: Keyword arguments of a call that steer the routing and are not sent to the candidate.
 _ROUTING_KWARGS = ("model", "cost_weight", "cost_share", "max_cost_usd", "candidates", "tools", "tool_choice",
                    "_mixllm_parent")
+
+#: How LangChain prefixes the message id it derives from a run id (``lc_run--<run id>``).
+_LC_ID_PREFIX = "lc_run--"
 
 #: Private call kwarg by which ``stream``/``astream`` tell ``_stream``/``_astream`` their run (see
 #: :meth:`ChatMixLLM.stream`); stripped from the invocation params, so tracing never sees it.
@@ -96,26 +93,6 @@ def _routing_text(messages: Sequence[BaseMessage]) -> str:
     return "\n".join(m.text for m in messages if m.text)
 
 
-def _backoff(attempt: int) -> float:
-    """Wait before retry ``attempt`` (1-based): 0.25 s · 2^(k−1), at most 2 s."""
-    return min(2.0, 0.25 * 2 ** (attempt - 1))
-
-
-@contextlib.contextmanager
-def _isolated(config: RunnableConfig) -> Iterator[None]:
-    """Make ``config`` the ambient runnable config while the candidate runs.
-
-    Inside a chain, LangChain merges the *enclosing* step's config (a context variable) into every
-    nested ``invoke``; its callback manager would then win over ours and the candidate's run would
-    hang off the chain instead of off the ChatMixLLM run, and be seen by every handler.
-    """
-    token = var_child_runnable_config.set(config)
-    try:
-        yield
-    finally:
-        var_child_runnable_config.reset(token)
-
-
 def _own_id(message: BaseMessage) -> None:
     """Drop the candidate run's ``lc_run-`` id so LangChain gives the message the router run's id."""
     if message.id and message.id.startswith("lc_run-"):
@@ -123,48 +100,37 @@ def _own_id(message: BaseMessage) -> None:
 
 
 @dataclass
-class _StreamAttempt:
-    """One try of one candidate while streaming: what it has sent so far.
+class _Call:
+    """One routed call: its decision, the ranked candidate calls, the predicted costs (spending
+    guard), the text the guard estimates tokens from, and when it started."""
 
-    Shared by ``_stream`` and ``_astream``, which then differ only in how they wait.
-    """
+    decision: RoutingDecision
+    ranked: list[tuple[Any, CandidateCall]]
+    costs: dict[str, float]
+    text: list[dict[str, str]]
+    started: float
 
-    name: str
-    started: float = field(default_factory=time.perf_counter)
-    provider: dict[str, Any] = field(default_factory=dict)  # the provider's own model name, once seen
-    usage: dict[str, Any] = field(default_factory=dict)
-    emitted: bool = False
-    text: str = ""
 
-    def take(self, raw: AIMessageChunk) -> ChatGenerationChunk:
-        """The candidate's chunk as ours, with the text and usage it adds counted.
+def _errors(result: CallResult) -> dict[str, BaseException]:
+    """The candidates that failed before the one that answered, with their last error."""
+    return {a.candidate: a.error for a in result.attempts if a.error is not None}
 
-        Its position and model name move to our final chunk (:meth:`ChatMixLLM._last_chunk`).
-        """
-        meta = dict(raw.response_metadata or {})
-        if meta.get("model_name"):
-            self.provider["model"] = meta.pop("model_name")
-        meta.pop("model_provider", None)
-        update: dict[str, Any] = {"response_metadata": meta, "chunk_position": None}
-        if raw.id and raw.id.startswith("lc_run-"):
-            update["id"] = None
-        chunk = ChatGenerationChunk(message=raw.model_copy(update=update))
-        self.text += chunk.text
-        usage: Mapping[str, Any] = raw.usage_metadata or {}
-        for key in ("input_tokens", "output_tokens", "total_tokens"):
-            value = usage.get(key)
-            if value is not None:
-                self.usage[key] = self.usage.get(key, 0) + value
-        self.emitted = self.emitted or bool(raw.content or raw.tool_call_chunks)
-        return chunk
 
-    def interrupted(self, exc: Exception) -> StreamInterruptedError | None:
-        """The error to raise once text went out (no fallback then: splicing two models' answers
-        would make a text neither wrote); ``None`` while falling back is still safe."""
-        if not self.emitted:
-            return None
-        return StreamInterruptedError(f"candidate {self.name!r} failed mid-stream: {exc}",
-                                      candidate=self.name, partial_text=self.text)
+def _serves_tools(model: BaseChatModel | None) -> bool:
+    """Whether a candidate's chat model takes tools: it implements ``bind_tools`` (and, for a
+    wrapped mixllm client, the client supports tools)."""
+    if model is None or type(model).bind_tools is BaseChatModel.bind_tools:
+        return False
+    client = getattr(model, "client", None) if type(model).__name__ == "ClientChatModel" else None
+    return client is None or bool(getattr(client, "supports_tools", False))
+
+
+def _stream_usage_kwargs(model: BaseChatModel | None) -> dict[str, Any]:
+    """Ask a candidate that can report usage in streams to do so (``stream_usage=True`` for
+    ChatOpenAI and others that have the field), so streamed answers are accounted too."""
+    if model is not None and "stream_usage" in type(model).model_fields:
+        return {"stream_usage": True}
+    return {}
 
 
 class ChatMixLLM(BaseChatModel):
@@ -196,9 +162,14 @@ class ChatMixLLM(BaseChatModel):
         "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
     )
     candidates: dict[str, BaseChatModel] = Field(
-        default_factory=dict, description="Candidate name -> the LangChain chat model that serves it."
+        default_factory=dict,
+        description="Candidate name -> the LangChain chat model that serves it (or a mixllm ChatClient, "
+        "e.g. OpenAIClient / AnthropicClient, wrapped in ClientChatModel).",
     )
-    model_name: str = Field(default="mixllm", alias="model", description="Name reported to tracing.")
+    model_name: str | None = Field(
+        default=None, alias="model",
+        description="Pin every call to this candidate (None: route). `model=` at call time does the same for one call.",
+    )
     cost_weight: float | None = Field(default=None, description="λ (quality per USD); default: the router's.")
     cost_share: float | None = Field(default=None, description="Target share of the reference model's cost.")
     max_cost_usd: float | None = Field(default=None, description="Exclude candidates predicted to cost more.")
@@ -206,7 +177,15 @@ class ChatMixLLM(BaseChatModel):
     max_tokens: int | None = Field(default=None, description="Forwarded to the candidate as max_tokens.")
     timeout: float | None = Field(default=None, description="Seconds per candidate request, forwarded.")
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    max_retries: int = Field(default=2, ge=0, description="Retries of a candidate after a transient error.")
+    top_p: float | None = Field(default=None, description="Forwarded to the candidate.")
+    seed: int | None = Field(default=None, description="Forwarded to the candidate.")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Other keyword arguments for every candidate call (as ChatOpenAI's)."
+    )
+    max_retries: int | None = Field(
+        default=None, ge=0,
+        description="Retries of a candidate after a transient error; default: the router's FallbackCaller setting.",
+    )
     streaming: bool = Field(default=False, description="invoke() streams from the candidate internally.")
     fallback: bool = Field(default=True, description="On failure, try the next candidate of the ranking.")
     nested_callbacks: Literal["tracers", "all", "none"] = Field(
@@ -215,6 +194,37 @@ class ChatMixLLM(BaseChatModel):
 
     _router: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _build_extra(cls, values: Any) -> Any:
+        """As ChatOpenAI does: an init keyword that is no field moves to ``model_kwargs`` with a
+        warning (instead of being dropped); a field given inside ``model_kwargs`` is an error."""
+        if not isinstance(values, dict):
+            return values
+        names = get_pydantic_field_names(cls)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            extra = build_extra_kwargs(dict(values.get("model_kwargs") or {}), values, names)
+        for w in caught:
+            warnings.warn(str(w.message).replace("WARNING! ", ""), UserWarning, stacklevel=4)
+        values = {k: v for k, v in values.items() if k in names}
+        values["model_kwargs"] = extra
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrap_clients(cls, values: Any) -> Any:
+        """A mixllm ChatClient given as a candidate (OpenAIClient, AnthropicClient, ...) is served
+        through :class:`~langchain_mixllm.ClientChatModel`."""
+        if isinstance(values, dict) and isinstance(values.get("candidates"), Mapping):
+            from langchain_mixllm.client_model import ClientChatModel
+
+            values = {**values, "candidates": {
+                name: model if isinstance(model, BaseChatModel) or not ClientChatModel.accepts(model)
+                else ClientChatModel(client=model)
+                for name, model in values["candidates"].items()}}
+        return values
 
     # ------------------------------------------------------------------------------ LangChain plumbing
     @property
@@ -243,7 +253,7 @@ class ChatMixLLM(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="mixllm",
-            ls_model_name=str(kwargs.get("model") or self.model_name),
+            ls_model_name=str(kwargs.get("model") or self.model_name or "mixllm"),
             ls_model_type="chat",
         )
         temperature = kwargs.get("temperature", self.temperature)
@@ -271,7 +281,8 @@ class ChatMixLLM(BaseChatModel):
 
         router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="ChatMixLLM")
         for name, chat_model in self.candidates.items():
-            router.set_client(name, LangChainClient(chat_model, model_name=name))
+            inner = getattr(chat_model, "client", None) if type(chat_model).__name__ == "ClientChatModel" else None
+            router.set_client(name, inner if inner is not None else LangChainClient(chat_model, model_name=name))
         return router
 
     def _chat_model(self, name: str) -> BaseChatModel | None:
@@ -287,18 +298,21 @@ class ChatMixLLM(BaseChatModel):
         """Candidates that can serve this call: have a chat model, and tools if tools are bound."""
         router = self.router_
         names = [n for n in router.candidate_names if self._chat_model(n) is not None]
-        wanted = kwargs.get("model") or kwargs.get("candidates")
+        wanted = kwargs.get("model") or kwargs.get("candidates") or self.model_name
         if wanted:
             wanted = [wanted] if isinstance(wanted, str) else list(wanted)
             for n in wanted:
                 router.pool.get(n)  # unknown name -> UnknownCandidateError
             names = [n for n in names if n in wanted]
         if kwargs.get("tools"):
-            names = [
-                n for n in names
-                if router.pool.get(n).supports_tools
-                and type(self._chat_model(n)).bind_tools is not BaseChatModel.bind_tools  # type: ignore[union-attr]
-            ]
+            names = [n for n in names if router.pool.get(n).supports_tools and _serves_tools(self._chat_model(n))]
+        if kwargs.get("response_format") is not None:
+            from langchain_mixllm.structured import takes_response_format
+
+            names = [n for n in names if takes_response_format(self._chat_model(n))]
+            if not names:
+                raise ClientError("no candidate takes response_format (JSON mode / json_schema): use "
+                                  "with_structured_output(method='function_calling')")
         if not names:
             need = " that supports tools (Candidate.supports_tools and a bind_tools model)" if kwargs.get("tools") else ""
             raise ClientError(f"no candidate{need} has a LangChain chat model: pass candidates={{name: chat_model}}")
@@ -313,9 +327,33 @@ class ChatMixLLM(BaseChatModel):
             candidates=self._allowed(kwargs),
         )
 
-    def decision_for(self, run_id: Any) -> DecisionRecord | None:
-        """The decision record of a LangChain run (``AIMessage``'s run id or a callback's run_id)."""
-        return self.router_.decisions.get(str(run_id))
+    def decision_for(self, key: Any) -> DecisionRecord | None:
+        """The decision record of a LangChain run: its run id (a callback's ``run_id``) or the
+        answer's message id (``msg.id``, ``lc_run--<run id>``, also in a batch: ``...-<index>``)."""
+        key = str(key)
+        if key.startswith(_LC_ID_PREFIX):
+            key = key[len(_LC_ID_PREFIX):len(_LC_ID_PREFIX) + 36]  # the run id (a UUID), without a batch index
+        return self.router_.decisions.get(key)
+
+    # ------------------------------------------------------------------------------ tokens
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the router's own tokenizer (offline; what it routes on).
+
+        LangChain's default would load GPT-2's tokenizer from the Hugging Face hub: a network call
+        this library never makes.
+        """
+        if self.custom_get_token_ids is not None:
+            return len(self.custom_get_token_ids(text))
+        return int(self.router_.encoder.count_tokens(text))
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Only with ``custom_get_token_ids``: the router exposes token counts, not ids, and
+        LangChain's fallback (GPT-2 from the hub) would be a network call. ``get_num_tokens``,
+        ``get_num_tokens_from_messages`` and ``trim_messages(token_counter=llm)`` work offline."""
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        raise ConfigError("ChatMixLLM has token counts, not token ids: use get_num_tokens(), or pass "
+                          "custom_get_token_ids=")
 
     # ------------------------------------------------------------------------------ calling
     def _run_id(self, run_manager: Any, kwargs: Mapping[str, Any]) -> uuid.UUID | None:
@@ -325,10 +363,12 @@ class ChatMixLLM(BaseChatModel):
         return parent.run_id if isinstance(parent, _Parent) else None
 
     def _register(self, decision: RoutingDecision, run_manager: Any, kwargs: Mapping[str, Any]) -> None:
-        """Let the LangChain run id find this decision: ``router.decisions.get(str(run_id))``."""
+        """Let the LangChain run id, and the answer's message id, find this decision."""
         run_id = self._run_id(run_manager, kwargs)
         if run_id is not None:
             self.router_.decisions.alias(str(run_id), decision.decision_id)
+            for message_id in (f"{_LC_ID_PREFIX}{run_id}", f"{_LC_ID_PREFIX}{run_id}-0"):  # stream / invoke
+                self.router_.decisions.alias(message_id, decision.decision_id)
 
     def _child_callbacks(self, run_manager: Any, kwargs: Mapping[str, Any], *, is_async: bool
                          ) -> BaseCallbackManager | None:
@@ -346,9 +386,7 @@ class ChatMixLLM(BaseChatModel):
             )
         handlers = list(run_manager.inheritable_handlers)
         if self.nested_callbacks == "tracers":
-            from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
-
-            handlers = [h for h in handlers if isinstance(h, (BaseTracer, AsyncBaseTracer))]
+            handlers = [h for h in handlers if observes(h)]
         manager_cls = AsyncCallbackManager if is_async else CallbackManager
         child = manager_cls(handlers=handlers, inheritable_handlers=handlers, parent_run_id=run_id)
         child.add_tags(run_manager.inheritable_tags)
@@ -387,9 +425,10 @@ class ChatMixLLM(BaseChatModel):
         return model
 
     def _generation(self, stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """What the candidate receives besides the messages: standard params and extra kwargs."""
-        out = {k: v for k, v in kwargs.items() if k not in _ROUTING_KWARGS}
-        for key in ("temperature", "max_tokens", "timeout"):
+        """What the candidate receives besides the messages: standard params, ``top_p``, ``seed``,
+        ``model_kwargs`` (as ChatOpenAI: init values, overridden by call kwargs) and extra call kwargs."""
+        out = {**self.model_kwargs, **{k: v for k, v in kwargs.items() if k not in _ROUTING_KWARGS}}
+        for key in ("temperature", "max_tokens", "timeout", "top_p", "seed"):
             value = out.get(key, getattr(self, key))
             if value is None:
                 out.pop(key, None)
@@ -403,6 +442,49 @@ class ChatMixLLM(BaseChatModel):
     def _ranking(self, decision: RoutingDecision) -> list[str]:
         return list(decision.ranking) if self.fallback else [decision.chosen]
 
+    def _caller(self) -> FallbackCaller:
+        """The router's FallbackCaller (its cooldowns and spending guard), with ``max_retries``
+        retries per candidate when set."""
+        caller = self.router_.caller
+        if self.max_retries is None:
+            return caller
+        return caller.sharing(max_attempts_per_candidate=self.max_retries + 1)
+
+    def _plan(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any],
+              *, is_async: bool, streaming: bool = False) -> _Call:
+        """Everything one call needs after routing: the ranked candidate calls for the FallbackCaller."""
+        decision = self._route(messages, kwargs)
+        return self._plan_for(decision, messages, stop, run_manager, kwargs, is_async=is_async, streaming=streaming)
+
+    def _plan_for(self, decision: RoutingDecision, messages: list[BaseMessage], stop: list[str] | None,
+                  run_manager: Any, kwargs: dict[str, Any], *, is_async: bool, streaming: bool) -> _Call:
+        self._register(decision, run_manager, kwargs)
+        generation = self._generation(stop, kwargs)
+        child = self._child_callbacks(run_manager, kwargs, is_async=is_async)
+        router = self.router_
+        ranked = []
+        for name in self._ranking(decision):
+            config = RunnableConfig(callbacks=child, metadata={"mixllm_candidate": name,
+                                                               "mixllm_decision_id": decision.decision_id})
+            extra = _stream_usage_kwargs(self._chat_model(name)) if streaming else {}
+            ranked.append((router.pool.get(name), CandidateCall(
+                name, self._runnable(name, kwargs), messages, config, generation, router.load_tracker,
+                self.nested_callbacks, stream_kwargs=extra)))
+        costs = {s.name: s.cost_usd for s in decision.scores}
+        text = [{"role": "user", "content": "\n".join(m.text for m in messages)}]  # the guard's token estimate
+        return _Call(decision, ranked, costs, text, time.perf_counter())
+
+    def _finish(self, call: _Call, result: CallResult) -> ChatResult:
+        message: AIMessage = result.completion.raw
+        self._record(call.decision, result)
+        meta = dict(message.response_metadata or {})
+        provider_model = meta.pop("model_name", None)
+        meta.update(self._metadata(call.decision, result.candidate, provider_model, _errors(result)))
+        message = message.model_copy(update={"response_metadata": meta})
+        _own_id(message)
+        return ChatResult(generations=[ChatGeneration(message=message)],
+                          llm_output={"model_name": result.candidate, "cost_usd": result.cost_usd})
+
     def _metadata(self, decision: RoutingDecision, name: str, provider_model: Any, errors: dict[str, BaseException],
                   ) -> dict[str, Any]:
         info = decision.to_dict()
@@ -413,42 +495,11 @@ class ChatMixLLM(BaseChatModel):
             meta["provider_model_name"] = provider_model
         return meta
 
-    def _record(self, decision: RoutingDecision, name: str, message: BaseMessage, started: float) -> None:
-        usage = getattr(message, "usage_metadata", None) or {}
-        t_in, t_out = usage.get("input_tokens"), usage.get("output_tokens")
-        cost = None
-        if t_in is not None and t_out is not None:
-            cost = self.router_.pool.get(name).call_cost(t_in, t_out)
+    def _record(self, decision: RoutingDecision, result: CallResult) -> None:
         self.router_.decisions.update(
-            decision.decision_id, answered_by=name, output_tokens=t_out,
-            latency_s=time.perf_counter() - started, cost_usd=cost,
+            decision.decision_id, answered_by=result.candidate, output_tokens=result.output_tokens,
+            latency_s=result.latency_s, cost_usd=result.cost_usd,
         )
-
-    def _on_error(self, exc: BaseException, name: str, attempt: int, errors: dict[str, BaseException]) -> str:
-        """Classify a failure: ``"retry"`` the same candidate, go to the ``"next"``, or raise."""
-        mapped = map_provider_error(exc, provider=f"langchain:{name}", candidate=name)
-        if mapped is None:
-            raise exc
-        errors[name] = mapped
-        if isinstance(mapped, TransientClientError):
-            return "retry" if attempt < self.max_retries else "next"
-        if isinstance(mapped, ContextLengthError):
-            return "next"
-        raise mapped from exc
-
-    def _all_failed(self, errors: dict[str, BaseException]) -> AllCandidatesFailedError:
-        detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
-        return AllCandidatesFailedError(f"every candidate failed: {detail}", errors)
-
-    def _finish(self, decision: RoutingDecision, name: str, message: BaseMessage,
-                errors: dict[str, BaseException], started: float) -> ChatResult:
-        self._record(decision, name, message, started)
-        meta = dict(message.response_metadata or {})
-        provider_model = meta.pop("model_name", None)
-        meta.update(self._metadata(decision, name, provider_model, errors))
-        message = message.model_copy(update={"response_metadata": meta})
-        _own_id(message)
-        return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": name})
 
     def _generate(
         self,
@@ -459,29 +510,8 @@ class ChatMixLLM(BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
-        decision = self._route(messages, kwargs)
-        self._register(decision, run_manager, kwargs)
-        generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=False))
-        errors: dict[str, BaseException] = {}
-        tracker = self.router_.load_tracker
-        for name in self._ranking(decision):
-            runnable = self._runnable(name, kwargs)
-            attempt = 0
-            while True:
-                started = time.perf_counter()
-                try:
-                    with tracker.track(name) as ticket, _isolated(config):
-                        message = runnable.invoke(messages, config=config, **generation)
-                        ticket.output_tokens = (message.usage_metadata or {}).get("output_tokens")
-                except Exception as exc:  # noqa: BLE001 - classified by _on_error
-                    attempt += 1
-                    if self._on_error(exc, name, attempt - 1, errors) == "next":
-                        break
-                    time.sleep(_backoff(attempt))
-                    continue
-                return self._finish(decision, name, message, errors, started)
-        raise self._all_failed(errors)
+        call = self._plan(messages, stop, run_manager, kwargs, is_async=False)
+        return self._finish(call, self._caller().call(call.ranked, call.text, estimated_costs=call.costs))
 
     async def _agenerate(
         self,
@@ -494,34 +524,26 @@ class ChatMixLLM(BaseChatModel):
             return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
         # Encoding and scoring are CPU work: keep them off the event loop.
         decision = await asyncio.to_thread(self._route, messages, kwargs)
-        self._register(decision, run_manager, kwargs)
-        generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=True))
-        errors: dict[str, BaseException] = {}
-        tracker = self.router_.load_tracker
-        for name in self._ranking(decision):
-            runnable = self._runnable(name, kwargs)
-            attempt = 0
-            while True:
-                started = time.perf_counter()
-                try:
-                    async with tracker.atrack(name) as ticket:
-                        with _isolated(config):
-                            message = await runnable.ainvoke(messages, config=config, **generation)
-                        ticket.output_tokens = (message.usage_metadata or {}).get("output_tokens")
-                except Exception as exc:  # noqa: BLE001 - classified by _on_error
-                    attempt += 1
-                    if self._on_error(exc, name, attempt - 1, errors) == "next":
-                        break
-                    await asyncio.sleep(_backoff(attempt))
-                    continue
-                return self._finish(decision, name, message, errors, started)
-        raise self._all_failed(errors)
+        call = self._plan_for(decision, messages, stop, run_manager, kwargs, is_async=True, streaming=False)
+        return self._finish(call, await self._caller().acall(call.ranked, call.text, estimated_costs=call.costs))
 
-    def _last_chunk(self, decision: RoutingDecision, sent: _StreamAttempt,
-                    errors: dict[str, BaseException]) -> ChatGenerationChunk:
-        self._record(decision, sent.name, AIMessage(content="", usage_metadata=sent.usage or None), sent.started)
-        meta = self._metadata(decision, sent.name, sent.provider.get("model"), errors)
+    def _chunk(self, piece: CompletionChunk, provider: dict[str, Any]) -> ChatGenerationChunk:
+        """The candidate's chunk as ours; its position and model name move to our last chunk."""
+        raw: AIMessageChunk = piece.raw
+        meta = dict(raw.response_metadata or {})
+        if meta.get("model_name"):
+            provider["model"] = meta.pop("model_name")
+        meta.pop("model_provider", None)
+        update: dict[str, Any] = {"response_metadata": meta, "chunk_position": None}
+        if raw.id and raw.id.startswith("lc_run-"):
+            update["id"] = None
+        return ChatGenerationChunk(message=raw.model_copy(update=update))
+
+    def _last_chunk(self, call: _Call, result: CallResult | None, provider: dict[str, Any]) -> ChatGenerationChunk:
+        if result is None:  # the stream was closed early: nothing to account
+            return ChatGenerationChunk(message=AIMessageChunk(content="", chunk_position="last"))
+        self._record(call.decision, result)
+        meta = self._metadata(call.decision, result.candidate, provider.get("model"), _errors(result))
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta, chunk_position="last"))
 
     def _stream(
@@ -531,41 +553,15 @@ class ChatMixLLM(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision = self._route(messages, kwargs)
-        self._register(decision, run_manager, kwargs)
-        generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=False))
-        errors: dict[str, BaseException] = {}
-        tracker = self.router_.load_tracker
-        for name in self._ranking(decision):
-            runnable = self._runnable(name, kwargs)
-            attempt = 0
-            while True:
-                sent = _StreamAttempt(name)
-                try:
-                    with tracker.track(name) as ticket:
-                        chunks = iter(runnable.stream(messages, config=config, **generation))
-                        while True:
-                            with _isolated(config):
-                                raw = next(chunks, None)
-                            if raw is None:
-                                break
-                            chunk = sent.take(raw)
-                            if run_manager is not None:
-                                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                            yield chunk
-                        ticket.output_tokens = sent.usage.get("output_tokens")
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    if (broken := sent.interrupted(exc)) is not None:
-                        raise broken from exc
-                    attempt += 1
-                    if self._on_error(exc, name, attempt - 1, errors) == "next":
-                        break
-                    time.sleep(_backoff(attempt))
-                    continue
-                yield self._last_chunk(decision, sent, errors)
-                return
-        raise self._all_failed(errors)
+        call = self._plan(messages, stop, run_manager, kwargs, is_async=False, streaming=True)
+        stream = self._caller().stream(call.ranked, call.text, estimated_costs=call.costs)
+        provider: dict[str, Any] = {}
+        for piece in stream:
+            chunk = self._chunk(piece, provider)
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield self._last_chunk(call, stream.result, provider)
 
     async def _astream(
         self,
@@ -575,40 +571,15 @@ class ChatMixLLM(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision = await asyncio.to_thread(self._route, messages, kwargs)
-        self._register(decision, run_manager, kwargs)
-        generation = self._generation(stop, kwargs)
-        config = RunnableConfig(callbacks=self._child_callbacks(run_manager, kwargs, is_async=True))
-        errors: dict[str, BaseException] = {}
-        tracker = self.router_.load_tracker
-        for name in self._ranking(decision):
-            runnable = self._runnable(name, kwargs)
-            attempt = 0
-            while True:
-                sent = _StreamAttempt(name)
-                try:
-                    async with tracker.atrack(name) as ticket:
-                        achunks = aiter(runnable.astream(messages, config=config, **generation))
-                        while True:
-                            with _isolated(config):
-                                raw = await anext(achunks, None)
-                            if raw is None:
-                                break
-                            chunk = sent.take(raw)
-                            if run_manager is not None:
-                                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                            yield chunk
-                        ticket.output_tokens = sent.usage.get("output_tokens")
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    if (broken := sent.interrupted(exc)) is not None:
-                        raise broken from exc
-                    attempt += 1
-                    if self._on_error(exc, name, attempt - 1, errors) == "next":
-                        break
-                    await asyncio.sleep(_backoff(attempt))
-                    continue
-                yield self._last_chunk(decision, sent, errors)
-                return
-        raise self._all_failed(errors)
+        call = self._plan_for(decision, messages, stop, run_manager, kwargs, is_async=True, streaming=True)
+        stream = self._caller().astream(call.ranked, call.text, estimated_costs=call.costs)
+        provider: dict[str, Any] = {}
+        async for piece in stream:
+            chunk = self._chunk(piece, provider)
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield self._last_chunk(call, stream.result, provider)
 
     # ------------------------------------------------------------------------------ tools
     def bind_tools(
@@ -624,3 +595,30 @@ class ChatMixLLM(BaseChatModel):
         if tool_choice is not None and tool_choice is not False:
             kwargs["tool_choice"] = tool_choice
         return super().bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """Structured output, routed among the candidates that can give it.
+
+        ``"function_calling"`` (default): LangChain's tool-calling implementation over
+        :meth:`bind_tools`, among candidates with tools. ``"json_schema"`` / ``"json_mode"``: the
+        call carries OpenAI's ``response_format`` and is routed only among candidates that take it
+        (OpenAI-compatible chat models); the JSON answer is parsed here. With no such candidate the
+        call raises a ``ClientError`` instead of silently using tool calling.
+        """
+        from langchain_mixllm.structured import json_structured_output
+
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if kwargs:
+            raise ConfigError(f"unsupported arguments {sorted(kwargs)}")
+        if method not in ("json_schema", "json_mode"):
+            raise ConfigError(f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}")
+        return json_structured_output(self, schema, method=method, strict=strict, include_raw=include_raw)

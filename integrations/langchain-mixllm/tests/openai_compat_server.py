@@ -99,6 +99,16 @@ def answer(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         args = _fill(params, prompt, [int(n) for n in _NUMBER.findall(prompt)], params.get("$defs") or {})
         call_id = f"call_{abs(hash((model, fn['name'], prompt))) % 10**8:08d}"
         return "", [{"id": call_id, "name": fn["name"], "arguments": args or {}}]
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":  # structured output: an object that fits the schema
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        prompt = _text(last.get("content"))
+        value = _fill(schema, prompt, [int(n) for n in _NUMBER.findall(prompt)], schema.get("$defs") or {})
+        return json.dumps(value), []
+    if fmt.get("type") == "json_object":  # JSON mode: the keys the prompt quotes ('setup' and 'punchline'), else one
+        prompt = _text(last.get("content"))
+        keys = re.findall(r"'(\w+)'", prompt) or ["answer"]
+        return json.dumps({k: f"{k} from {model}" for k in keys}), []
     if last.get("role") == "tool":
         text = f"[{model}] The tool returned {_text(last.get('content'))}."
     else:
@@ -139,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         text, calls = answer(body)
         usage = _usage(body, text, calls)
         if body.get("stream"):
-            self._stream(model, text, calls, usage)
+            self._stream(model, text, calls, usage, body)
         else:
             message: dict[str, Any] = {"role": "assistant", "content": text or None}
             if calls:
@@ -157,7 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _stream(self, model: str, text: str, calls: list[dict[str, Any]], usage: dict[str, int]) -> None:
+    def _stream(self, model: str, text: str, calls: list[dict[str, Any]], usage: dict[str, int],
+                body: dict[str, Any]) -> None:
         def event(choices: list[Any], extra: dict[str, Any] | None = None) -> bytes:
             obj = {"id": "chatcmpl-local", "object": "chat.completion.chunk", "created": 0, "model": model,
                    "choices": choices, **(extra or {})}
@@ -176,7 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             events.append(event([{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {
                 "arguments": args[half:]}}]}, "finish_reason": None}]))
         events.append(event([{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}]))
-        events.append(event([], {"usage": usage}))
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: usage only when asked
+            events.append(event([], {"usage": usage}))
         events.append(b"data: [DONE]\n\n")
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
@@ -221,6 +233,11 @@ class RuleBasedOpenAIServer:
         """The next ``times`` requests for ``model`` get HTTP ``status``."""
         with self._lock:
             self._failures[model].extend([status] * times)
+
+    def recover(self, model: str) -> None:
+        """Drop the failures still scripted for ``model``."""
+        with self._lock:
+            self._failures[model].clear()
 
     def models_called(self) -> list[str]:
         with self._lock:

@@ -44,6 +44,11 @@ class TestChatMixLLMIntegration(ChatModelIntegrationTests):
         return {"checkpoint_path": checkpoint_path(), "candidates": {SMALL: candidate(SMALL), LARGE: candidate(LARGE)}}
 
     @property
+    def supports_json_mode(self) -> bool:
+        # with_structured_output(method="json_mode") sends response_format to the candidates that take it
+        return True
+
+    @property
     def model_override_value(self) -> str:
         # `model=` pins the call to one candidate (no routing among the others).
         return LARGE
