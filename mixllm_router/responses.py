@@ -37,11 +37,17 @@ def prepare_call(
     cost_share: float | None,
     max_cost_usd: float | None,
     candidates: Sequence[str] | None,
+    query: str | None = None,
 ) -> tuple[list[Message], RoutingDecision, list[tuple[Candidate, ChatClient]], dict[str, float]]:
-    """Normalise the messages, route among candidates that can serve the call, rank them."""
+    """Normalise the messages, route among candidates that can serve the call, rank them.
+
+    ``query``: the text to route on when it is not the last user turn (a wrapper that knows the
+    user's question inside a RAG prompt); the candidate still receives every message.
+    """
     msgs = normalize_messages(messages)
     allowed = router._callable_candidates(tools, candidates)
-    decision = router.route(routing_text(msgs), cost_weight=cost_weight, cost_share=cost_share,
+    text = query if query else routing_text(msgs)
+    decision = router.route(text, cost_weight=cost_weight, cost_share=cost_share,
                             max_cost_usd=max_cost_usd, candidates=allowed)
     ranked = [(router.pool.get(name), router._clients[name]) for name in decision.ranking]
     costs = {s.name: s.cost_usd for s in decision.scores}

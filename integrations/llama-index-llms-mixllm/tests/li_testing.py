@@ -79,3 +79,35 @@ def fit_router(encoder: Any) -> MixLLMRouter:
     candidates = [Candidate(name=SMALL, context_window=8_000), Candidate(name=LARGE, context_window=32_000)]
     router = MixLLMRouter(candidates, encoder=encoder, cost_weight=300.0, prior_strength=1.0)
     return router.fit(RoutingDataset.from_records(training_records()), calibrate=False)
+
+
+def openai_compat_server() -> Any:
+    """The rule-based OpenAI-compatible server of the LangChain integration's tests (127.0.0.1; it
+    calls the tool a prompt names, fills JSON schemas, answers tool results), started."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "langchain-mixllm" / "tests" / "openai_compat_server.py"
+    module = sys.modules.get("openai_compat_server")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("openai_compat_server", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["openai_compat_server"] = module
+        spec.loader.exec_module(module)
+    return module.RuleBasedOpenAIServer().start()
+
+
+class RouteSpy:
+    """Records the text each ``router.route`` call scores (the real routing still runs)."""
+
+    def __init__(self, router: MixLLMRouter) -> None:
+        self.texts: list[str] = []
+        inner = router.route
+
+        def route(query: str, **kwargs: Any) -> Any:
+            self.texts.append(query)
+            return inner(query, **kwargs)
+
+        router.route = route  # type: ignore[method-assign]

@@ -52,7 +52,8 @@ def _llm(router: MixLLMRouter, **kw: Any) -> MixLLM:
 def test_metadata_has_the_smallest_window(router: MixLLMRouter) -> None:
     meta = _llm(router, num_output=128).metadata
     assert meta.context_window == 4096  # SelfNamingLLM small: 4096 < router pool windows (8000, 32000)
-    assert (meta.num_output, meta.model_name, meta.is_chat_model) == (128, "mixllm", False)
+    assert (meta.num_output, meta.model_name, meta.is_chat_model) == (128, "mixllm", True)
+    assert not meta.is_function_calling_model  # no candidate here takes tools
 
 
 def test_needs_a_router(monkeypatch: pytest.MonkeyPatch) -> None:

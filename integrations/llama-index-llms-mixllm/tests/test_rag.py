@@ -12,7 +12,7 @@ from li_testing import LARGE, SMALL, SelfNamingLLM, fit_router
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.embeddings.mixllm import MixLLMEmbedding
 from llama_index.llms.mixllm import MixLLM
 
@@ -38,7 +38,7 @@ class DecisionIds(BaseEventHandler):
         return "DecisionIds"
 
     def handle(self, event: Any, **kwargs: Any) -> None:
-        if isinstance(event, LLMCompletionEndEvent) and "decision_id" in event.response.additional_kwargs:
+        if isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)) and "decision_id" in event.response.additional_kwargs:
             self.ids.append(event.response.additional_kwargs["decision_id"])
 
 

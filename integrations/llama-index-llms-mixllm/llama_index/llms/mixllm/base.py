@@ -1,30 +1,39 @@
-"""``MixLLM``: a LlamaIndex LLM that routes every call among candidate LLMs.
+"""``MixLLM``: a LlamaIndex function-calling chat LLM that routes every call among candidate LLMs.
 
-Each call is scored by the router on its last user turn (for ``complete``: the whole prompt),
+Each call is scored by the router on the user's question,
 
     S_l = q_l − λ·c_l + α·u_l − β·P(W_l) + γ·κ·s_l          (see mixllm_router.policy)
 
-and goes to the candidate with the highest ``S_l`` through :meth:`MixLLMRouter.invoke` /
-``stream``, which retries transient errors and falls back down the ranking. Candidates are
-LlamaIndex LLMs (wrapped in :class:`~mixllm_router.clients.LlamaIndexClient`) or any
-mixllm ``ChatClient`` (OpenAI, Anthropic, replay, ...).
+and goes to the candidate with the highest ``S_l`` through the router's ``FallbackCaller``, which
+retries transient errors and falls back down the ranking. The question is the template variable
+``query_str`` / ``question`` when LlamaIndex fills a prompt template (query engines, synthesizers,
+condense-question chat engines: ``predict``, ``stream``, ``apredict``, ``astream``), else the last
+user turn; the candidate receives the whole prompt. See :mod:`llama_index.llms.mixllm._convert`.
 
-The routing decision travels with the answer, in ``CompletionResponse.additional_kwargs``
-(and ``ChatResponse.additional_kwargs``)::
+``MixLLM`` is a chat model (``is_chat_model=True``) and a ``FunctionCallingLLM``: ``chat_with_tools``,
+``FunctionAgent``, ``ReActAgent`` and function-calling ``structured_predict`` work, and calls
+with tools are routed only among candidates that support tools. Candidates are LlamaIndex LLMs
+(wrapped in :class:`~mixllm_router.clients.LlamaIndexClient`) or any mixllm ``ChatClient``
+(OpenAI, Anthropic, replay, ...).
+
+The routing decision travels with the answer, in ``ChatResponse.additional_kwargs``
+(and ``CompletionResponse.additional_kwargs``)::
 
     {"decision_id": "...", "candidate": "<who answered>", "decision": {...scores...},
      "cost_usd": ..., "prompt_tokens": ..., "completion_tokens": ...}
 
-LlamaIndex's instrumentation events (``LLMCompletionEndEvent.response``) carry it to any event
+Streamed pieces name the candidate that streams them (after a fallback: the one that answers).
+LlamaIndex's instrumentation events (``LLMChatEndEvent.response``) carry it to any event
 handler, so feedback can be given later with ``router.feedback(decision_id, score)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -39,34 +48,33 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.llms.mixllm._convert import (
+    ROUTE_ON,
+    question_in_prompt,
+    question_of,
+    route_on,
+    to_messages,
+    tool_calls_of,
+    with_tool_calls,
+)
 
 from mixllm_router import MixLLMRouter, RoutingDecision
+from mixllm_router.responses import RoutedResponse, RoutedStream, prepare_call
+
+if TYPE_CHECKING:
+    from llama_index.core.prompts import BasePromptTemplate
+    from llama_index.core.tools.types import BaseTool
 
 __all__ = ["MixLLM"]
-
-_ROLES = {MessageRole.SYSTEM: "system", MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant",
-          MessageRole.TOOL: "tool", MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant",
-          MessageRole.MODEL: "assistant", MessageRole.FUNCTION: "tool"}
-
-
-def _to_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """LlamaIndex chat turns as the router's provider-neutral messages (text content)."""
-    out = []
-    for m in messages:
-        role = _ROLES.get(m.role, "user")
-        item: dict[str, Any] = {"role": role, "content": m.content or ""}
-        if role == "tool":
-            item["tool_call_id"] = str(m.additional_kwargs.get("tool_call_id") or "")
-        out.append(item)
-    return out
 
 
 def _is_llamaindex_llm(obj: Any) -> bool:
     return all(hasattr(obj, m) for m in ("chat", "achat", "stream_chat", "astream_chat", "metadata"))
 
 
-class MixLLM(CustomLLM):
+class MixLLM(FunctionCallingLLM):
     """A LlamaIndex LLM that sends each call to the best candidate for its quality and cost.
 
     ::
@@ -136,64 +144,120 @@ class MixLLM(CustomLLM):
         return LLMMetadata(
             context_window=min(windows),
             num_output=self.max_tokens or self.num_output,
-            is_chat_model=False,
+            is_chat_model=True,
+            is_function_calling_model=bool(self._tool_candidates()),
             model_name="mixllm",
         )
 
-    # ------------------------------------------------------------------------------ helpers
-    def _routing(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Routing options and generation settings of one call (call kwargs override fields)."""
-        out: dict[str, Any] = {
+    def _tool_candidates(self) -> list[str]:
+        """Candidates a call with tools may go to (``Candidate.supports_tools`` and a client with tools)."""
+        router = self.router_
+        return [n for n, client in router._clients.items()
+                if n in router.pool and router.pool.get(n).supports_tools and client.supports_tools]
+
+    # ------------------------------------------------------------------------------ one routed call
+    def _split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any] | None]:
+        """(routing options, generation settings, tools) of one call; call kwargs override fields."""
+        routing = {
             "cost_weight": kwargs.pop("cost_weight", self.cost_weight),
             "cost_share": kwargs.pop("cost_share", self.cost_share),
             "max_cost_usd": kwargs.pop("max_cost_usd", self.max_cost_usd),
             "candidates": kwargs.pop("candidates", None),
         }
+        generation: dict[str, Any] = {}
         for key in ("max_tokens", "temperature"):
             value = kwargs.pop(key, getattr(self, key))
             if value is not None:
-                out[key] = value
+                generation[key] = value
         stop = kwargs.pop("stop", None)
         if stop:
-            out["stop"] = list(stop)
-        kwargs.pop("formatted", None)
-        return out
+            generation["stop"] = list(stop)
+        tools = kwargs.pop("tools", None) or None
+        return routing, generation, tools
+
+    def _prepare(self, messages: Any, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        routing, generation, tools = self._split(kwargs)
+        query = ROUTE_ON.get()
+        if query is None:
+            last = messages if isinstance(messages, str) else next(
+                (m["content"] for m in reversed(messages) if m["role"] == "user" and m["content"]), "")
+            query = question_in_prompt(last)
+        msgs, decision, ranked, costs = prepare_call(self.router_, messages, tools, query=query, **routing)
+        return msgs, decision, ranked, costs, tools, generation
+
+    def _invoke(self, messages: Any, kwargs: dict[str, Any]) -> RoutedResponse:
+        msgs, decision, ranked, costs, tools, generation = self._prepare(messages, kwargs)
+        result = self.router_.caller.call(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedResponse.build(self.router_, decision, result)
+
+    async def _ainvoke(self, messages: Any, kwargs: dict[str, Any]) -> RoutedResponse:
+        msgs, decision, ranked, costs, tools, generation = await asyncio.to_thread(self._prepare, messages, kwargs)
+        result = await self.router_.caller.acall(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedResponse.build(self.router_, decision, result)
+
+    def _stream(self, messages: Any, kwargs: dict[str, Any]) -> RoutedStream:
+        msgs, decision, ranked, costs, tools, generation = self._prepare(messages, kwargs)
+        inner = self.router_.caller.stream(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedStream(self.router_, decision, inner)
+
+    async def _astream(self, messages: Any, kwargs: dict[str, Any]) -> RoutedStream:
+        msgs, decision, ranked, costs, tools, generation = await asyncio.to_thread(self._prepare, messages, kwargs)
+        inner = self.router_.caller.astream(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
+        return RoutedStream(self.router_, decision, inner)
 
     @staticmethod
-    def _extra(decision: RoutingDecision, result: Any = None) -> dict[str, Any]:
+    def _extra(decision: RoutingDecision, routed: RoutedResponse | None = None, candidate: str | None = None,
+               ) -> dict[str, Any]:
         extra: dict[str, Any] = {"decision_id": decision.decision_id, "decision": decision.to_dict(),
-                                 "candidate": decision.chosen}
-        if result is not None:
-            extra.update(candidate=result.candidate, cost_usd=result.cost_usd,
-                         prompt_tokens=result.usage["input_tokens"], completion_tokens=result.usage["output_tokens"])
+                                 "candidate": candidate or decision.chosen}
+        if routed is not None:
+            extra.update(candidate=routed.candidate, cost_usd=routed.cost_usd,
+                         prompt_tokens=routed.usage["input_tokens"], completion_tokens=routed.usage["output_tokens"])
         return extra
 
-    def _complete_response(self, routed: Any) -> CompletionResponse:
-        return CompletionResponse(text=routed.text, raw={"usage": routed.usage, "candidate": routed.candidate},
-                                  additional_kwargs=self._extra(routed.decision, routed))
+    def _chat_response(self, routed: RoutedResponse) -> ChatResponse:
+        message = ChatMessage(role=MessageRole.ASSISTANT, content=routed.text,
+                              additional_kwargs=with_tool_calls(routed.tool_calls))
+        return ChatResponse(message=message, raw={"usage": routed.usage, "candidate": routed.candidate},
+                            additional_kwargs=self._extra(routed.decision, routed))
 
-    def _chat_response(self, routed: Any) -> ChatResponse:
-        extra = self._extra(routed.decision, routed)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=routed.text),
-                            raw={"usage": routed.usage, "candidate": routed.candidate}, additional_kwargs=extra)
+    # ------------------------------------------------------------------------------ prompt templates
+    # LlamaIndex fills a template and then calls chat(); here the template's question is known, so
+    # the call is routed on it (and the candidate receives the filled template).
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        with route_on(question_of(prompt, prompt_args)):
+            return super().predict(prompt, **prompt_args)
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> Any:
+        with route_on(question_of(prompt, prompt_args)):
+            return super().stream(prompt, **prompt_args)
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        with route_on(question_of(prompt, prompt_args)):
+            return await super().apredict(prompt, **prompt_args)
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> Any:
+        with route_on(question_of(prompt, prompt_args)):
+            return await super().astream(prompt, **prompt_args)
 
     # ------------------------------------------------------------------------------ completion
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        opts = self._routing(kwargs)
-        return self._complete_response(self.router_.invoke(prompt, **opts))
+        routed = self._invoke(prompt, kwargs)
+        return CompletionResponse(text=routed.text, raw={"usage": routed.usage, "candidate": routed.candidate},
+                                  additional_kwargs=self._extra(routed.decision, routed))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        opts = self._routing(kwargs)
-        routed = self.router_.stream(prompt, **opts)
+        routed = self._stream(prompt, kwargs)
 
         def gen() -> CompletionResponseGen:
             text = ""
             for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield CompletionResponse(text=text, delta=chunk.text, additional_kwargs=self._extra(routed.decision))
+                    yield CompletionResponse(text=text, delta=chunk.text,
+                                             additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
             result = routed.result
             yield CompletionResponse(text=text, delta="", raw={"usage": result.usage if result else None},
                                      additional_kwargs=self._extra(routed.decision, result))
@@ -202,20 +266,21 @@ class MixLLM(CustomLLM):
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        opts = self._routing(kwargs)
-        return self._complete_response(await self.router_.ainvoke(prompt, **opts))
+        routed = await self._ainvoke(prompt, kwargs)
+        return CompletionResponse(text=routed.text, raw={"usage": routed.usage, "candidate": routed.candidate},
+                                  additional_kwargs=self._extra(routed.decision, routed))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        opts = self._routing(kwargs)
-        routed = await self.router_.astream(prompt, **opts)
+        routed = await self._astream(prompt, kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
             async for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield CompletionResponse(text=text, delta=chunk.text, additional_kwargs=self._extra(routed.decision))
+                    yield CompletionResponse(text=text, delta=chunk.text,
+                                             additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
             result = routed.result
             yield CompletionResponse(text=text, delta="", raw={"usage": result.usage if result else None},
                                      additional_kwargs=self._extra(routed.decision, result))
@@ -223,48 +288,87 @@ class MixLLM(CustomLLM):
         return gen()
 
     # ------------------------------------------------------------------------------ chat
-    # The whole conversation goes to the candidate as turns (not flattened into one prompt), and
-    # the router scores the last user turn.
+    # The whole conversation goes to the candidate as turns (not flattened into one prompt).
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        opts = self._routing(kwargs)
-        return self._chat_response(self.router_.invoke(_to_messages(messages), **opts))
+        return self._chat_response(self._invoke(to_messages(messages), kwargs))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        opts = self._routing(kwargs)
-        return self._chat_response(await self.router_.ainvoke(_to_messages(messages), **opts))
+        return self._chat_response(await self._ainvoke(to_messages(messages), kwargs))
+
+    def _pieces(self, routed: RoutedStream, text: str, chunk: Any) -> ChatResponse:
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=chunk.text,
+                            additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
+
+    def _last(self, routed: RoutedStream, text: str) -> ChatResponse:
+        result = routed.result
+        calls = with_tool_calls(result.tool_calls) if result is not None else {}
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=calls),
+                            delta="", raw={"usage": result.usage if result else None},
+                            additional_kwargs=self._extra(routed.decision, result))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        opts = self._routing(kwargs)
-        routed = self.router_.stream(_to_messages(messages), **opts)
+        routed = self._stream(to_messages(messages), kwargs)
 
         def gen() -> ChatResponseGen:
             text = ""
             for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                       delta=chunk.text, additional_kwargs=self._extra(routed.decision))
-            yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta="",
-                               additional_kwargs=self._extra(routed.decision, routed.result))
+                    yield self._pieces(routed, text, chunk)
+            yield self._last(routed, text)
 
         return gen()
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        opts = self._routing(kwargs)
-        routed = await self.router_.astream(_to_messages(messages), **opts)
+        routed = await self._astream(to_messages(messages), kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
             async for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                       delta=chunk.text, additional_kwargs=self._extra(routed.decision))
-            yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta="",
-                               additional_kwargs=self._extra(routed.decision, routed.result))
+                    yield self._pieces(routed, text, chunk)
+            yield self._last(routed, text)
 
         return gen()
+
+    # ------------------------------------------------------------------------------ function calling
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The chat call with the tools in OpenAI format (every mixllm client takes it); the call
+        is then routed among the candidates that support tools."""
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        specs = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
+        return {"messages": messages, "tools": specs or None, **kwargs}
+
+    def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[BaseTool],
+                                           allow_parallel_tool_calls: bool = False, **kwargs: Any) -> ChatResponse:
+        if not allow_parallel_tool_calls:  # keep the first call only, as LlamaIndex's own LLMs do
+            calls = response.message.additional_kwargs.get("tool_calls") or []
+            if len(calls) > 1:
+                response.message.additional_kwargs["tool_calls"] = calls[:1]
+        return response
+
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
+                                     **kwargs: Any) -> list[ToolSelection]:
+        calls = tool_calls_of(response.message)
+        if not calls and error_on_no_tool_call:
+            raise ValueError(f"expected at least one tool call, got none (answered by "
+                             f"{response.additional_kwargs.get('candidate')!r})")
+        return [ToolSelection(tool_id=i, tool_name=n, tool_kwargs=a) for i, n, a in calls]
