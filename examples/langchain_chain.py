@@ -64,8 +64,8 @@ def candidates() -> dict[str, tuple[Candidate, BaseChatModel]]:
                           ChatAnthropic(model="claude-haiku-4-5", max_retries=0)),
                 "large": (Candidate(name="large", input_price=3.0, output_price=15.0),
                           ChatAnthropic(model="claude-sonnet-4-5", max_retries=0))}
-    return {"small": (Candidate(name="small"), OfflineChat(name_="small")),
-            "large": (Candidate(name="large"), OfflineChat(name_="large", words=40))}
+    return {"small": (Candidate(name="small", input_price=0, output_price=0), OfflineChat(name_="small")),  # local: free
+            "large": (Candidate(name="large", input_price=0, output_price=0), OfflineChat(name_="large", words=40))}
 
 
 def build_router(pool: list[Candidate]) -> MixLLMRouter:

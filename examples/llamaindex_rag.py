@@ -28,7 +28,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(llama_index.core.__file__).
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent  # noqa: E402
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent  # noqa: E402
 from llama_index.embeddings.mixllm import MixLLMEmbedding  # noqa: E402
 from llama_index.llms.mixllm import MixLLM  # noqa: E402
 
@@ -74,8 +74,10 @@ def candidates() -> dict[str, tuple[Candidate, Any]]:
                           AnthropicClient("claude-haiku-4-5")),
                 "large": (Candidate(name="large", input_price=3.0, output_price=15.0, context_window=200_000),
                           AnthropicClient("claude-sonnet-4-5"))}
-    return {"small": (Candidate(name="small", context_window=8_000), extractive_answerer("small")),
-            "large": (Candidate(name="large", context_window=32_000), extractive_answerer("large"))}
+    return {"small": (Candidate(name="small", input_price=0, output_price=0, context_window=8_000),  # local: free
+                      extractive_answerer("small")),
+            "large": (Candidate(name="large", input_price=0, output_price=0, context_window=32_000),
+                      extractive_answerer("large"))}
 
 
 def build_router(pool: list[Candidate]) -> MixLLMRouter:
@@ -110,7 +112,7 @@ class DecisionIds(BaseEventHandler):
         return "DecisionIds"
 
     def handle(self, event: Any, **kwargs: Any) -> None:
-        if isinstance(event, LLMCompletionEndEvent) and "decision_id" in event.response.additional_kwargs:
+        if isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)) and "decision_id" in event.response.additional_kwargs:
             self.ids.append(event.response.additional_kwargs["decision_id"])
 
 
