@@ -61,6 +61,7 @@ class Candidate(BaseModel):
         if given >= {"input_price", "output_price", "context_window", "max_concurrency", "supports_tools"}:
             # a checkpoint written before `unknown` existed dumps every field: values equal to the
             # defaults are what `fit` gave every candidate of the data, so they count as unknown
+            # (pass unknown=() to declare a candidate whose every field is at its default)
             defaults = {"input_price": 0.0, "output_price": 0.0, "context_window": 8192, "max_concurrency": 8,
                         "supports_tools": False}
             given = {k for k in given if k not in defaults or data[k] != defaults[k]}

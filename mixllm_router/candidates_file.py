@@ -110,7 +110,11 @@ class CandidateEntry(BaseModel):
         return out
 
     def to_candidate(self) -> Candidate:
-        return Candidate(name=self.name, **self.metadata())
+        from .candidates import _GROUP_KEYS, METADATA_FIELDS
+
+        meta = self.metadata()
+        unknown = tuple(g for g in METADATA_FIELDS if not any(k in meta for k in _GROUP_KEYS[g]))
+        return Candidate(name=self.name, unknown=unknown, **meta)  # explicit: never read as a legacy dump
 
 
 class CandidatesFile(BaseModel):

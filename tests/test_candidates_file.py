@@ -197,3 +197,12 @@ def test_candidates_file_apply_to_a_fitted_router(tmp_path):
     router = _router()
     assert load_candidates(path).apply(router) == ["absent"]
     assert router.pool.get("small").input_price == 0.15 and router.pool.get("big").supports_tools
+
+
+def test_a_file_entry_with_default_values_is_known_not_legacy(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[candidates]]\nname = "local"\ninput_price = 0\noutput_price = 0\ncontext_window = 8192\n'
+                    'max_concurrency = 8\nsupports_tools = false\n')
+    [local] = load_candidates(path).to_candidates()
+    assert local.unknown == () and local.prices_known
+    assert Candidate.model_validate(local.model_dump()) == local  # and through a checkpoint's dump
