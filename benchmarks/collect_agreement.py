@@ -76,7 +76,8 @@ def main() -> None:
     scorer = MultipleChoice()
     n_queries, no_ref = build_queries(data, out / "queries.jsonl", scorer)
     models = data.models
-    candidates = [(Candidate(name=m), ReplayClient.from_dataset(data, m)) for m in models]
+    candidates = [(Candidate(name=m, input_price=0.0, output_price=0.0), ReplayClient.from_dataset(data, m))
+                  for m in models]
     csv_path = out / "collected.csv"
     for stale in (csv_path, Path(str(csv_path) + ".calls.jsonl")):
         stale.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
 """``mixllm collect``: call every candidate on a file of queries, score the answers, write outcomes.
 
+    mixllm collect --queries queries.jsonl --candidates candidates.toml --scorer numeric --out outcomes.csv
     mixllm collect --queries queries.jsonl --replay ../shared/data/routerbench --scorer mc --out outcomes.csv
     mixllm collect --queries logged.csv --replay answers.csv --scorer exact --out outcomes.csv --only new-model
 
@@ -58,15 +59,28 @@ def _replay_candidates(paths: list[str]) -> list[tuple[Any, Any]]:
     data = load_data(paths, on_error="drop")
     if not data.has_column("response"):
         raise ScoringError(f"{paths}: the data has no recorded responses to replay")
-    return [(Candidate(name=m), ReplayClient.from_dataset(data, m)) for m in data.models]
+    # replayed answers cost nothing now: prices 0, given (not unknown)
+    return [(Candidate(name=m, input_price=0.0, output_price=0.0), ReplayClient.from_dataset(data, m))
+            for m in data.models]
+
+
+def _file_candidates(path: str) -> list[tuple[Any, Any]]:
+    from ..candidates_file import load_candidates
+
+    spec = load_candidates(path)
+    clients = spec.clients()
+    without = [n for n in spec.names if n not in clients]
+    if without:
+        raise ScoringError(f"{path}: candidates {without} have no [candidates.client]: collect cannot call them")
+    return [(c, clients[c.name]) for c in spec.to_candidates()]
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from .collection import collect
 
-    if not args.replay:
-        raise ScoringError("give the candidates: --replay DATA (recorded answers)")
-    pairs = _replay_candidates(args.replay)
+    if bool(args.candidates) == bool(args.replay):
+        raise ScoringError("give the candidates with --candidates FILE or --replay DATA (one of them)")
+    pairs = _file_candidates(args.candidates) if args.candidates else _replay_candidates(args.replay)
     judges = {c.name: (c, k) for c, k in pairs}
     scorer = scorer_from_spec(args.scorer, judges)
     report = collect(
@@ -88,6 +102,8 @@ def add_collect_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queries", required=True, help="CSV or JSONL: query, and optionally query_id, reference, "
                                                     "task, split")
+    p.add_argument("--candidates", help="candidates file (.toml/.json, mixllm_router.candidates_file): prices, "
+                                        "concurrency and a client for each")
     p.add_argument("--replay", nargs="+", help="candidates that replay recorded answers: RouterBench files/folders "
                                                "or long CSV files with a response column")
     p.add_argument("--scorer", required=True, help="exact | contains | mc | numeric | regex:PATTERN | "

@@ -260,3 +260,34 @@ async def test_collect_inside_an_event_loop_says_to_await_acollect(server, tmp_p
     report = await acollect(QUERIES[:1], _pairs(server, ("good",)), ExactMatch(), tmp_path / "o.csv",
                             caller=_caller(), progress=False)
     assert report.succeeded == 1
+
+
+def test_collect_command_with_a_candidates_file(server, tmp_path, monkeypatch, capsys):
+    from mixllm_router.cli import main
+
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    spec = {"candidates": [
+        {"name": n, "input_price": 1.0, "output_price": 2.0, "max_concurrency": 2,
+         "client": {"kind": "openai", "base_url": server.openai_url, "api_key_env": "LOCAL_KEY"}}
+        for n in ("good", "bad")]}
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps(spec))
+    queries = _write_jsonl(tmp_path / "q.jsonl", QUERIES)
+    out = tmp_path / "o.csv"
+    assert main(["collect", "--queries", str(queries), "--candidates", str(candidates), "--scorer", "exact",
+                 "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 6 and frame["cost"].tolist() == pytest.approx([28 / 1e6] * 6)
+    server.responder = lambda model, body: Reply.ok("Rating: [[10]]", usage=(50, 5)) if model == "good" \
+        else _answer(model, body)
+    out2 = tmp_path / "judged.csv"
+    assert main(["collect", "--queries", str(queries), "--candidates", str(candidates), "--scorer", "judge:good",
+                 "--only", "bad", "--out", str(out2), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert '"graded": 3' in err and "on scoring" in err
+    assert pd.read_csv(out2)["quality"].tolist() == [1.0, 1.0, 1.0]
+    spec["candidates"][1].pop("client")
+    candidates.write_text(json.dumps(spec))
+    assert main(["collect", "--queries", str(queries), "--candidates", str(candidates), "--scorer", "exact",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert "no [candidates.client]" in capsys.readouterr().err
