@@ -72,8 +72,10 @@ class RoutedResponse:
     call: CallResult
 
     @classmethod
-    def build(cls, router: MixLLMRouter, decision: RoutingDecision, result: CallResult) -> RoutedResponse:
+    def build(cls, router: MixLLMRouter, decision: RoutingDecision, result: CallResult,
+              messages: Sequence[Message] | None = None) -> RoutedResponse:
         _record(router, decision, result)
+        router.answered(decision, result.text, result.candidate, messages)  # online scoring: O(1), never raises
         return cls(decision, result)
 
     @property
@@ -119,11 +121,13 @@ class RoutedStream:
     ``result`` is the :class:`RoutedResponse` once the stream has ended.
     """
 
-    def __init__(self, router: MixLLMRouter, decision: RoutingDecision, inner: CallStream | AsyncCallStream) -> None:
+    def __init__(self, router: MixLLMRouter, decision: RoutingDecision, inner: CallStream | AsyncCallStream,
+                 messages: Sequence[Message] | None = None) -> None:
         self.decision = decision
         self.result: RoutedResponse | None = None
         self._router = router
         self._inner = inner
+        self._messages = messages
 
     @property
     def decision_id(self) -> str:
@@ -131,7 +135,7 @@ class RoutedStream:
 
     def _finish(self) -> None:
         if self.result is None and self._inner.result is not None:
-            self.result = RoutedResponse.build(self._router, self.decision, self._inner.result)
+            self.result = RoutedResponse.build(self._router, self.decision, self._inner.result, self._messages)
 
     def __iter__(self) -> Iterator[CompletionChunk]:
         if not isinstance(self._inner, CallStream):

@@ -10,6 +10,7 @@ meta score ``S = q − λ·c + α·u − β·P + γ·κ·s`` → the eligible ca
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -146,6 +147,7 @@ class MixLLMRouter:
         self.load_tracker = load_tracker if load_tracker is not None else LoadTracker()
         self._caller = caller
         self._clients: dict[str, ChatClient] = {}
+        self.answer_listeners: list[Any] = []  # called with every delivered answer (online scoring)
         self.decisions = DecisionLog(capacity=self.config.decision_log_size)
         self._rng = np.random.default_rng(self.config.seed)  # Thompson-sampling draws
         self.learning = OnlineLearner(self.config.learning, seed=self.config.seed)  # feedback, journal, s_l(e)
@@ -704,7 +706,7 @@ class MixLLMRouter:
 
         msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
         result = self.caller.call(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
-        return RoutedResponse.build(self, decision, result)
+        return RoutedResponse.build(self, decision, result, msgs)
 
     async def ainvoke(
         self,
@@ -726,7 +728,7 @@ class MixLLMRouter:
             prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
         )
         result = await self.caller.acall(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
-        return RoutedResponse.build(self, decision, result)
+        return RoutedResponse.build(self, decision, result, msgs)
 
     def stream(
         self,
@@ -743,7 +745,8 @@ class MixLLMRouter:
         from .responses import RoutedStream, prepare_call
 
         msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
-        return RoutedStream(self, decision, self.caller.stream(ranked, msgs, tools=tools, estimated_costs=costs, **generation))
+        return RoutedStream(self, decision, self.caller.stream(ranked, msgs, tools=tools, estimated_costs=costs, **generation),
+                            msgs)
 
     async def astream(
         self,
@@ -764,7 +767,50 @@ class MixLLMRouter:
         msgs, decision, ranked, costs = await asyncio.to_thread(
             prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
         )
-        return RoutedStream(self, decision, self.caller.astream(ranked, msgs, tools=tools, estimated_costs=costs, **generation))
+        return RoutedStream(self, decision, self.caller.astream(ranked, msgs, tools=tools, estimated_costs=costs, **generation),
+                            msgs)
+
+    # ------------------------------------------------------------------------------ online scoring
+    def answered(self, decision: RoutingDecision, text: str, candidate: str | None = None,
+                 messages: Sequence[Any] | None = None) -> None:
+        """Report a delivered answer to the listeners (``attach_scorer``). ``invoke``, ``ainvoke``
+        and ``stream`` call it; an integration that calls the candidate itself calls it too. Cheap,
+        never raises: a listener's error is logged."""
+        if not self.answer_listeners:
+            return
+        from .clients.base import normalize_messages
+        from .scoring.online import AnsweredCall
+
+        try:
+            msgs = tuple(normalize_messages(messages)) if messages else ()
+            call = AnsweredCall(decision, msgs, text, candidate or decision.chosen)
+        except Exception:
+            logging.getLogger(__name__).exception("answered(): bad arguments; no listener called")
+            return
+        for listener in list(self.answer_listeners):
+            try:
+                listener(call)
+            except Exception:
+                logging.getLogger(__name__).exception("an answer listener failed")
+
+    def attach_scorer(self, scorer: Any, **options: Any) -> Any:
+        """Grade delivered answers in the background and feed the grades back as feedback.
+
+        Returns the :class:`~mixllm_router.scoring.online.OnlineScorer` (``stats``, ``drain``,
+        ``close``); ``options``: ``sample_rate``, ``budget_usd``, ``max_queue``, ``workers``,
+        ``shadow_rate``, ``shadow_budget_usd``, ``shadow_candidates``, ``reference``, ``seed``.
+        See ``docs/scoring.md``.
+        """
+        from .scoring.online import OnlineScorer
+
+        online = OnlineScorer(self, scorer, **options)
+        self.answer_listeners.append(online.submit)
+        return online
+
+    def detach_scorer(self, online: Any, *, timeout: float | None = 10.0) -> None:
+        """Stop offering answers to ``online`` and close it (its queued jobs finish first)."""
+        self.answer_listeners = [f for f in self.answer_listeners if getattr(f, "__self__", None) is not online]
+        online.close(timeout)
 
     # ------------------------------------------------------------------------------ pool changes
     def remove_candidate(self, name: str) -> None:
