@@ -291,3 +291,41 @@ def test_collect_command_with_a_candidates_file(server, tmp_path, monkeypatch, c
     assert main(["collect", "--queries", str(queries), "--candidates", str(candidates), "--scorer", "exact",
                  "--out", str(out), "--no-progress"]) == 2
     assert "no [candidates.client]" in capsys.readouterr().err
+
+
+def test_the_three_commands_of_the_readme(server, tmp_path, monkeypatch, capsys):
+    """collect (judge on a candidate's client) -> train -> route, from a queries file alone."""
+    from mixllm_router.cli import main
+
+    right = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid"}
+
+    def responder(model, body):
+        msgs = body["messages"]
+        if msgs[0]["role"] == "system" and "judge" in msgs[0]["content"]:
+            text = msgs[-1]["content"]
+            answer = text.split("[Answer to grade]\n", 1)[1].split("\n\n", 1)[0]
+            ok = any(c in text.split("[Answer to grade]")[0] and a == answer for c, a in right.items())
+            return Reply.ok(f"Rating: [[{9 if ok else 2}]]", usage=(80, 6))
+        return _answer(model, body)
+
+    server.responder = responder
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    spec = [{"name": n, "input_price": p, "output_price": p,
+             "client": {"kind": "openai", "base_url": server.openai_url, "api_key_env": "LOCAL_KEY"}}
+            for n, p in (("good", 5.0), ("bad", 0.5))]
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps(spec))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": f"Capital of {c}? (variant {i})"}) + "\n"
+                               for i in range(8) for c in right))
+    out, router_dir = tmp_path / "outcomes.csv", tmp_path / "router"
+    assert main(["collect", "--queries", str(queries), "--candidates", str(candidates), "--scorer", "judge:good",
+                 "--out", str(out), "--max-spend", "1", "--no-progress"]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 48 and set(frame["quality"].round(3)) <= {round(8 / 9, 3), round(1 / 9, 3)}
+    assert main(["train", "--data", str(out), "--candidates", str(candidates), "--out", str(router_dir),
+                 "--encoder", "hashing"]) == 0
+    capsys.readouterr()
+    assert main(["route", "--router", str(router_dir), "--encoder", "hashing", "--json", "Capital of Italy?"]) == 0
+    decision = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert decision["chosen"] in {"good", "bad"}
