@@ -818,7 +818,10 @@ class OnlineLearner:
         ex = self._examples(router, candidate.name, examples) if examples is not None else None
         has_prices = candidate.input_price > 0 or candidate.output_price > 0
         cost_mode = "tokens" if has_prices and ex is not None and ex[4] is not None else "direct"
-        source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
+        if prior == "fitted":  # a mix of the other candidates fitted to the examples (opt-in, see onboarding.py)
+            source, w0, m0 = self._fitted_prior(router, ex, cost_mode)
+        else:
+            source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
         cfg = router.config
         kinds = router._quality_kinds()
         assert router.bank_ is not None
@@ -947,6 +950,31 @@ class OnlineLearner:
         if router.predictors_[prior].cost_mode != cost_mode:
             neutral_cost(w0, m0)
         return prior, w0, m0
+
+    def _fitted_prior(self, router: MixLLMRouter, ex: Any, cost_mode: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """The prior fitted to the examples: a mix of the other candidates' ridges (``mixllm_router.onboarding``)."""
+        from .onboarding import MIN_EXAMPLES, fitted_prior
+        from .predictors import features
+        from .predictors.candidate import COST_FLOOR_USD
+
+        if ex is None or len(ex[2]) < MIN_EXAMPLES:
+            raise DataError(f"prior='fitted' needs at least {MIN_EXAMPLES} examples, got {0 if ex is None else len(ex[2])}")
+        emb, tokens, quality, cost, out = ex
+        names = router.pool.names
+        models = {n: router.predictors_[n] for n in names}
+        cost_t = None
+        if cost_mode == "tokens" and out is not None:
+            cost_t = np.log1p(np.maximum(out, 0.0))
+        elif cost_mode == "direct" and cost is not None:
+            cost_t = np.log(np.maximum(cost, 0.0) + COST_FLOOR_USD)
+        fit = fitted_prior(
+            {n: m.linear.weights for n, m in models.items()},
+            {n: np.asarray(getattr(m.linear, "offset", np.zeros(2)), dtype=np.float64) for n, m in models.items()},
+            [n for n, m in models.items() if m.cost_mode == cost_mode],
+            features(emb, tokens), quality, cost_t,
+            (np.zeros(next(iter(models.values())).linear.dim), self._cost_bias_guess(router, cost_mode)),
+        )
+        return "fitted", fit.w0, fit.m0
 
     @staticmethod
     def _cost_bias_guess(router: MixLLMRouter, cost_mode: str) -> float:

@@ -838,9 +838,10 @@ class MixLLMRouter:
 
         ``examples``: labelled outcomes for this candidate only (a RoutingDataset with its rows,
         or records ``{"query", "quality", "cost"?, "output_tokens"?}``), applied on top of the
-        prior. ``prior``: ``"similar"`` (the candidate nearest in log prices; ``"mean"`` when
-        prices are unknown), ``"mean"`` (average of all candidates), a candidate's name, or
-        ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
+        prior. ``prior``: ``"similar"`` (default; the candidate nearest in log prices;
+        ``"mean"`` when prices are unknown), ``"mean"`` (average of all candidates),
+        ``"fitted"`` (a mix of the other candidates fitted to the examples, opt-in: see
+        ``mixllm_router.onboarding`` and docs/scoring.md), a candidate's name, or ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
         exploration bonus ``α·u`` sends it traffic until feedback shows where it is good.
         Returns where the prior came from. See ``mixllm_router.learning``.
         """

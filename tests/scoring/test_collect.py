@@ -85,8 +85,8 @@ def test_collect_writes_the_outcome_csv_the_router_reads(server, tmp_path):
     assert (report.planned, report.called, report.succeeded, report.failed) == (6, 6, 6, 0)
     frame = pd.read_csv(out)
     assert len(frame) == 6 and set(frame["split"]) == {"train", "test"}
-    good = frame[frame.model == "good"].set_index("query_id")
-    bad = frame[frame.model == "bad"].set_index("query_id")
+    good = frame[frame.model == "good"].set_index("query_id").sort_index()  # rows come in completion order
+    bad = frame[frame.model == "bad"].set_index("query_id").sort_index()
     assert good["quality"].tolist() == [1.0, 1.0, 1.0] and bad["quality"].tolist() == [0.0, 1.0, 0.0]
     assert (frame["input_tokens"] == 20).all() and (frame["output_tokens"] == 4).all()
     assert frame["cost"].tolist() == pytest.approx([(20 * 1.0 + 4 * 2.0) / 1e6] * 6)  # reported usage x prices
