@@ -181,3 +181,16 @@ async def test_async_invoke_and_streams_are_scored():
     assert "".join(c.text for c in stream)
     assert online.drain(60) and online.stats["feedback"] == 2
     online.close()
+
+
+def test_chat_mixllm_answers_reach_the_attached_scorer():
+    pytest.importorskip("langchain_core")
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_mixllm import ChatMixLLM
+
+    router = _router()
+    online = router.attach_scorer(FunctionScorer(lambda q, r, ref: 1.0 if r == "from langchain" else 0.0))
+    llm = ChatMixLLM(router=router, candidates={m: FakeListChatModel(responses=["from langchain"]) for m in MODELS})
+    assert llm.invoke("math integral via langchain").content == "from langchain"
+    assert online.drain(60) and online.stats["feedback"] == 1 and router.learning.stats["applied"] == 1
+    online.close()

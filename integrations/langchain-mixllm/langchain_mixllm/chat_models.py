@@ -500,6 +500,7 @@ class ChatMixLLM(BaseChatModel):
             decision.decision_id, answered_by=result.candidate, output_tokens=result.output_tokens,
             latency_s=result.latency_s, cost_usd=result.cost_usd,
         )
+        self.router_.answered(decision, result.text, result.candidate)  # online scorers (router.attach_scorer)
 
     def _generate(
         self,
