@@ -178,6 +178,8 @@ def _training_encoder(args: argparse.Namespace, train: RoutingDataset, config: d
 
 def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[str, Any],
                 encoder: QueryEncoder | None) -> dict[str, Any]:
+    """The config, tuned by CV when ``--tune``; the chosen overrides go to ``args.tuned_setting``."""
+    args.tuned_setting = None
     if not args.tune:
         return config
     from .tuning import tune
@@ -185,6 +187,7 @@ def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[st
     _log("tuning by 5-fold cross-validation on the training data ...")
     result = tune(train, config=config, encoder=encoder, show_progress=True)
     _log(result.table())
+    args.tuned_setting = result.setting
     return result.best.model_dump()
 
 
@@ -248,7 +251,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     encoder = _training_encoder(args, train, config)
     config = _maybe_tune(args, train, config, encoder)
     report = evaluate(train, test, config=config, encoder=encoder, reference=args.reference_model,
-                      show_progress=True, decisions_at=args.decision_points if args.decisions else 0)
+                      show_progress=True, decisions_at=args.decision_points if args.decisions else 0,
+                      setting=args.tuned_setting)
     print(report.table())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", nargs="+", help="training files (instead of --data)")
     p.add_argument("--test", nargs="+", help="test files (instead of --data)")
     p.add_argument("--out", default="runs/eval", help="folder for results.json and tradeoff.png")
-    p.add_argument("--decisions", help="write each test query's choice at several λ to this JSONL file")
-    p.add_argument("--decision-points", dest="decision_points", type=int, default=11,
-                   help="how many λ values --decisions records (default 11)")
+    p.add_argument("--decisions", help="write each test query's choice at every λ of the table to this JSONL file")
+    p.add_argument("--decision-points", dest="decision_points", type=int, default=None,
+                   help="record only this many λ values, evenly spaced (default: the table's whole grid of 300, "
+                        "so every figure can be recomputed from the file)")
     _add_split_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_eval)

@@ -24,7 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TradeoffCurve", "bootstrap_summary", "default_cost_weights", "sweep", "pick"]
+__all__ = [
+    "TradeoffCurve",
+    "bootstrap_quality",
+    "bootstrap_summary",
+    "choose_reference",
+    "default_cost_weights",
+    "is_quality_only",
+    "pick",
+    "quality_only_score",
+    "sweep",
+]
 
 
 def default_cost_weights(typical_cost_usd: float, n: int = 200) -> np.ndarray:
@@ -142,4 +152,115 @@ def bootstrap_summary(
         curve = TradeoffCurve(cost_weights, c_chosen[:, idx].sum(axis=1) / ref_c, q_chosen[:, idx].mean(axis=1) / ref_q)
         for key, value in curve.summary().items():
             samples[key].append(value)
-    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in samples.items()}
+    return {k: (_order_quantile(v, 0.025), _order_quantile(v, 0.975)) for k, v in samples.items()}
+
+
+def _order_quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile as an order statistic (the ``⌈q·n⌉``-th smallest value), no interpolation.
+
+    ``cost_to_97_25`` is ``inf`` in resamples that never reach the threshold; interpolating between
+    a finite value and ``inf`` gives ``nan`` (and a RuntimeWarning). An order statistic is ``inf``
+    exactly when more than ``1 − q`` of the resamples never reach it, which is what the bound means.
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    k = min(max(int(np.ceil(q * len(v))) - 1, 0), len(v) - 1)
+    return float(v[k])
+
+
+# ------------------------------------------------------------------ a user's data: reference, quality only
+def is_quality_only(cost: np.ndarray, *, rtol: float = 1e-6) -> bool:
+    """True when cost cannot tell the candidates apart, so a λ sweep has nothing to trade.
+
+    That is the case when, on every query with every candidate's outcome, all candidates cost the
+    same (equal prices and equal lengths, or no costs recorded: all 0), within ``rtol`` of the
+    query's largest cost. Every routing choice then has cost share 1 (or 0), the AUC is the
+    quality at share 1 divided by 101, and Q@10% is 0: meaningless. Such data is reported and tuned
+    on quality alone (:func:`quality_only_score`).
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] < 2:
+        return False
+    c = c[np.isfinite(c).all(axis=1)]
+    if c.shape[0] == 0:
+        return False
+    top = c.max(axis=1)
+    return bool(np.all(top - c.min(axis=1) <= rtol * top))
+
+
+def choose_reference(
+    names: list[str], quality: np.ndarray, cost: np.ndarray, requested: str | None = None, *, tolerance: float = 0.05
+) -> tuple[str, list[str]]:
+    """The reference candidate of the shares, and notes (warnings) about the choice.
+
+    Default: the candidate with the best mean quality on the data given (the training split), so
+    "97.25% of the reference's quality" means 97.25% of the best single model. Exact ties go to the
+    costliest of the tied (cost shares then stay ≤ 100% for them) and are noted. A requested
+    reference whose mean quality is more than ``tolerance`` below the best one's is noted too:
+    its shares run above 100% (a router AUC of 180% means a weak reference, not a strong router).
+    """
+    q = np.nanmean(np.asarray(quality, dtype=np.float64), axis=0)
+    c = np.nanmean(np.asarray(cost, dtype=np.float64), axis=0)
+    q = np.where(np.isfinite(q), q, -np.inf)
+    best = int(np.argmax(q))
+    notes: list[str] = []
+    if requested is not None:
+        if requested not in names:
+            from ._exceptions import ConfigError
+
+            raise ConfigError(f"reference {requested!r} is not a candidate; candidates: {names}")
+        j = names.index(requested)
+        if q[j] < (1 - tolerance) * q[best]:
+            notes.append(
+                f"the reference {requested} has mean training quality {q[j]:.3f}, below {names[best]}'s "
+                f"{q[best]:.3f}: every quality share is relative to a weak model and runs above 100% "
+                f"(the default reference is the best-quality model on the training split)"
+            )
+        return requested, notes
+    tied = np.flatnonzero(q >= q[best] - 1e-9)
+    if tied.size > 1:
+        pick_ = int(tied[np.argmax(c[tied])])
+        notes.append(
+            f"a tie for the best mean training quality ({q[best]:.3f}) between "
+            f"{', '.join(names[t] for t in tied)}: the reference is the costliest of them, {names[pick_]}"
+        )
+        best = pick_
+    return names[best], notes
+
+
+def quality_only_score(quality_pred: np.ndarray, cost_pred: np.ndarray, quality_true: np.ndarray, reference: int) -> float:
+    """Mean quality of the best-predicted candidate per query (λ = 0), as a share of the reference's."""
+    rows = np.arange(quality_true.shape[0])
+    ref = float(np.mean(quality_true[:, reference]))
+    chosen = quality_true[rows, pick(quality_pred, cost_pred, 0.0)].mean()
+    return float(chosen / ref) if ref > 0 else 0.0
+
+
+def bootstrap_quality(
+    quality_pred: np.ndarray,
+    cost_pred: np.ndarray,
+    quality_true: np.ndarray,
+    reference: int,
+    *,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% intervals, test queries resampled, of quality-only metrics of the λ = 0 choice (in %).
+
+    ``quality``: share of the reference's mean quality; ``vs_best_single``: share of the best
+    single candidate's mean quality in that resample; ``gain_over_best_single``: the paired
+    difference of those two means, in points of the best single model's quality.
+    """
+    rows = np.arange(quality_true.shape[0])
+    chosen = quality_true[rows, pick(quality_pred, cost_pred, 0.0)]
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"quality": [], "vs_best_single": [], "gain_over_best_single": []}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(rows), size=len(rows))
+        mean = chosen[idx].mean()
+        single = quality_true[idx].mean(axis=0)
+        best = float(single.max())
+        ref = float(single[reference])
+        out["quality"].append(100 * mean / ref if ref > 0 else 0.0)
+        out["vs_best_single"].append(100 * mean / best if best > 0 else 0.0)
+        out["gain_over_best_single"].append(100 * (mean - best) / best if best > 0 else 0.0)
+    return {k: (_order_quantile(v, 0.025), _order_quantile(v, 0.975)) for k, v in out.items()}

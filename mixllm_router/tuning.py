@@ -8,6 +8,11 @@ The winner follows the one-standard-error rule: among the settings whose mean fo
 one standard error of the best, the first in grid order (the grid lists simpler settings first).
 On 0/1 outcomes the AUCs of reasonable settings differ by less than their noise, and picking the
 nominal best would be picking noise.
+
+The reference of the shares is the best-quality candidate of the training data (as in the
+evaluation). On quality-only data (:func:`~mixllm_router.tradeoff.is_quality_only`: every
+candidate costs the same, or nothing) the AUC is the same for every setting, so the score is the
+out-of-fold mean quality of the best-predicted candidate (λ = 0), in % of the reference's.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 
 from ._exceptions import DataError
 from .config import RouterConfig, make_config
-from .tradeoff import default_cost_weights, sweep
+from .tradeoff import choose_reference, default_cost_weights, is_quality_only, quality_only_score, sweep
 
 if TYPE_CHECKING:
     from .data import RoutingDataset
@@ -43,18 +48,36 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = (
 @dataclass(frozen=True)
 class TuningResult:
     best: RouterConfig
-    rows: list[tuple[dict[str, Any], dict[str, float]]]  # (overrides, out-of-fold summary + fold AUC s.e.)
+    rows: list[tuple[dict[str, Any], dict[str, float]]]  # (overrides, out-of-fold summary + fold score s.e.)
+    metric: str = "auc"  # "auc", or "quality" on quality-only data
+    chosen: int = 0  # index of the chosen row
+    reference: str = ""
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        """The chosen overrides (what the table marks with ``*``)."""
+        return dict(self.rows[self.chosen][0]) if self.rows else {}
 
     def table(self) -> str:
-        lines = [f"{'setting (out-of-fold on the training data)':<58} {'AUC':>6} {'±s.e.':>6} {'Q@10%':>6} "
-                 f"{'Q@25%':>6} {'C@97.25%':>9}"]
-        for overrides, s in self.rows:
+        w = max([58] + [len(", ".join(f"{k}={v}" for k, v in o.items())) + 2 for o, _ in self.rows])
+        if self.metric == "quality":
+            lines = [f"quality only (every candidate costs the same): settings scored by the out-of-fold quality of "
+                     f"the best-predicted candidate, in % of {self.reference}",
+                     f"{'setting (out-of-fold on the training data)':<{w}} {'quality':>7} {'±s.e.':>6}"]
+        else:
+            lines = [f"{'setting (out-of-fold on the training data)':<{w}} {'AUC':>6} {'±s.e.':>6} {'Q@10%':>6} "
+                     f"{'Q@25%':>6} {'C@97.25%':>9}"]
+        for i, (overrides, s) in enumerate(self.rows):
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            mark = "*" if all(getattr(self.best, k) == v for k, v in overrides.items()) else " "
-            c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'—':>9}"
-            lines.append(f"{mark}{label:<57} {s['auc']:6.1f} {s['auc_se']:6.2f} {s['quality_at_10']:6.1f} "
+            mark = "*" if i == self.chosen else " "
+            if self.metric == "quality":
+                lines.append(f"{mark}{label:<{w - 1}} {s['score']:7.1f} {s['score_se']:6.2f}")
+                continue
+            c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'never':>9}"
+            lines.append(f"{mark}{label:<{w - 1}} {s['auc']:6.1f} {s['auc_se']:6.2f} {s['quality_at_10']:6.1f} "
                          f"{s['quality_at_25']:6.1f} {c97}")
-        lines.append("* chosen: the first setting within one standard error of the best mean fold AUC")
+        what = "quality" if self.metric == "quality" else "AUC"
+        lines.append(f"* chosen: the first setting within one standard error of the best mean fold {what}")
         return "\n".join(lines)
 
 
@@ -85,8 +108,9 @@ def tune(
         tokens = probe.count_tokens(data.queries)
     embeddings, tokens = np.asarray(embeddings)[complete], tokens[complete]
     quality, cost = quality[complete], cost[complete]
-    ref_name = reference or base.reference_model or names[int(np.argmax(cost.mean(axis=0)))]
+    ref_name, _ = choose_reference(names, quality, cost, reference or base.reference_model)
     ref = names.index(ref_name)
+    metric = "quality" if is_quality_only(cost) else "auc"
     grid_lam = default_cost_weights(float(cost.mean()))
     assignment = fold_assignment(len(embeddings), folds, base.seed)
     rows: list[tuple[dict[str, Any], dict[str, float]]] = []
@@ -96,15 +120,16 @@ def tune(
         router = MixLLMRouter(names, config=cfg, encoder=probe.encoder)
         q_oof, c_oof = router.out_of_fold(names, embeddings, tokens, quality, cost, folds=folds)
         summary = sweep(q_oof, c_oof, quality, cost, ref, grid_lam).summary()
-        per_fold = [
-            100 * sweep(q_oof[m], c_oof[m], quality[m], cost[m], ref, grid_lam).auc()
-            for m in (assignment == f for f in range(folds))
-        ]
+        masks = [assignment == f for f in range(folds)]
+        if metric == "quality":
+            per_fold = [100 * quality_only_score(q_oof[m], c_oof[m], quality[m], ref) for m in masks]
+        else:
+            per_fold = [100 * sweep(q_oof[m], c_oof[m], quality[m], cost[m], ref, grid_lam).auc() for m in masks]
         mean, se = float(np.mean(per_fold)), float(np.std(per_fold, ddof=1) / np.sqrt(folds))
-        summary["auc_se"] = se
+        summary.update(score=mean, score_se=se, auc_se=se if metric == "auc" else float("nan"))
         rows.append((dict(overrides), summary))
         fold_means.append((mean, se))
     best = int(np.argmax([m for m, _ in fold_means]))
     threshold = fold_means[best][0] - fold_means[best][1]
     chosen = next(i for i, (m, _) in enumerate(fold_means) if m >= threshold)
-    return TuningResult(make_config(base, **rows[chosen][0]), rows)
+    return TuningResult(make_config(base, **rows[chosen][0]), rows, metric=metric, chosen=chosen, reference=ref_name)

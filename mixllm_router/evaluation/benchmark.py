@@ -7,18 +7,17 @@ Methods reported in one run (DESIGN §2):
 - every single candidate (one point each), ``random`` (uniform choice per query, one point,
   seeded), and the ``oracle`` (the recorded outcomes as predictions: best candidate per query).
 
-All figures are shares of the reference candidate (default ``gpt-4-1106-preview`` when present,
-else the costliest): quality share = mean quality / reference mean quality, cost share = total
+All figures are shares of the reference candidate (default: the best mean quality on the
+*training* split, :func:`~mixllm_router.tradeoff.choose_reference`; ties and a weak requested
+reference are noted): quality share = mean quality / reference mean quality, cost share = total
 cost / reference total cost. Queries missing an outcome for some candidate are dropped from the
-test set (reported).
+test set (reported); test queries whose exact text is also in the training data are counted and
+flagged. Quality-only data (no cost trade-off) gets quality metrics instead (``report.py``).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,96 +25,31 @@ import numpy as np
 from .._exceptions import DataError
 from ..config import RouterConfig, make_config
 from ..router import MixLLMRouter
-from ..tradeoff import TradeoffCurve, bootstrap_summary, default_cost_weights, pick, sweep
+from ..tradeoff import (
+    TradeoffCurve,
+    bootstrap_quality,
+    bootstrap_summary,
+    choose_reference,
+    default_cost_weights,
+    is_quality_only,
+    pick,
+    sweep,
+)
 from .baselines import knn_baseline, ridge_baseline
+from .report import EvalReport, MethodResult
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
     from ..encoders.base import QueryEncoder
 
-__all__ = ["EvalReport", "MethodResult", "evaluate", "DEFAULT_REFERENCE"]
-
-DEFAULT_REFERENCE = "gpt-4-1106-preview"
+__all__ = ["EvalReport", "MethodResult", "evaluate", "router_label"]
 
 
-@dataclass
-class MethodResult:
-    """One method's curve (routers) or point (single models, random)."""
-
-    name: str
-    kind: str  # "router", "baseline", "single", "oracle"
-    curve: TradeoffCurve
-
-    def summary(self) -> dict[str, float]:
-        return self.curve.summary()
-
-
-@dataclass
-class EvalReport:
-    reference: str
-    n_train: int
-    n_test: int
-    methods: list[MethodResult]
-    dropped_test_queries: int = 0
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # router, 95% bootstrap
-
-    def get(self, name: str) -> MethodResult:
-        for m in self.methods:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
-    def table(self) -> str:
-        """Routers: AUC, quality at ≤10% / ≤25% cost, cost to reach 97.25%. Fixed choices: their point."""
-        head = f"{'router (swept over λ)':<40} {'AUC':>6} {'Q@10%':>6} {'Q@25%':>6} {'C@97.25%':>9}"
-        lines = [
-            f"train {self.n_train} queries, test {self.n_test} queries; quality and cost in % of {self.reference}",
-            head,
-            "-" * len(head),
-        ]
-        for m in self.methods:
-            if m.kind == "single":
-                continue
-            s = m.summary()
-            c97 = f"{s['cost_to_97_25']:9.1f}" if np.isfinite(s["cost_to_97_25"]) else f"{'—':>9}"
-            lines.append(f"{m.name:<40} {s['auc']:6.1f} {s['quality_at_10']:6.1f} {s['quality_at_25']:6.1f} {c97}")
-        if self.intervals:
-            iv = self.intervals
-            fmt = lambda k: f"{iv[k][0]:.1f}–{iv[k][1]:.1f}"  # noqa: E731
-            lines.append(
-                f"  95% bootstrap intervals of {self.methods[0].name} (test queries resampled): AUC {fmt('auc')}, "
-                f"Q@10% {fmt('quality_at_10')}, Q@25% {fmt('quality_at_25')}, C@97.25% {fmt('cost_to_97_25')}"
-            )
-        lines += ["", f"{'fixed choice':<40} {'cost %':>6} {'quality %':>9}", "-" * 57]
-        for m in self.methods:
-            if m.kind == "single":
-                lines.append(f"{m.name:<40} {100 * m.curve.cost_share[0]:6.1f} {100 * m.curve.quality_share[0]:9.1f}")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "reference": self.reference,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "dropped_test_queries": self.dropped_test_queries,
-            "router_intervals_95": {k: list(v) for k, v in self.intervals.items()},
-            "methods": [],
-        }
-        for m in self.methods:
-            s = {k: (v if np.isfinite(v) else None) for k, v in m.summary().items()}
-            out["methods"].append({
-                "name": m.name,
-                "kind": m.kind,
-                "summary": s,
-                "cost_weights": m.curve.cost_weights.tolist(),
-                "cost_share": m.curve.cost_share.tolist(),
-                "quality_share": m.curve.quality_share.tolist(),
-            })
-        return out
-
-    def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2))
+def router_label(quality_model: str, setting: dict[str, Any] | None = None) -> str:
+    """``mixllm (ridge)``, or with the tuned setting ``mixllm (quality_model=ridge, prior_strength=30.0; tuned by CV)``."""
+    if not setting:
+        return f"mixllm ({quality_model})"
+    return f"mixllm ({', '.join(f'{k}={v}' for k, v in setting.items())}; tuned by CV)"
 
 
 def _point(cost_share: float, quality_share: float) -> TradeoffCurve:
@@ -131,14 +65,17 @@ def evaluate(
     reference: str | None = None,
     baselines: bool = True,
     show_progress: bool = False,
-    decisions_at: int = 0,
+    decisions_at: int | None = 0,
     bootstrap: bool = True,
     seed: int = 0,
+    setting: dict[str, Any] | None = None,
 ) -> EvalReport:
     """Fit the router on ``train`` and report it and the baselines on ``test``.
 
-    ``decisions_at`` > 0 records the router's per-query choice at that many λ values
-    (evenly spaced in the sweep grid) for ``--decisions``.
+    ``decisions_at``: ``None`` records the router's per-query choice at every λ of the table's grid
+    (for ``--decisions``: every figure can be recomputed from the file and the test outcomes), ``k``
+    > 0 at ``k`` λ values evenly spaced in it, 0 none. ``setting``: the tuned overrides, printed in
+    the router's name.
     """
     cfg = make_config(config)
     router = MixLLMRouter(config=cfg, encoder=encoder)
@@ -161,9 +98,19 @@ def evaluate(
     quality, cost = quality[keep], cost[keep]
     queries = [q for q, k in zip(test_full.queries, keep) if k]
     query_ids = [q for q, k in zip(test_full.query_ids, keep) if k]
-    if reference is None:
-        reference = DEFAULT_REFERENCE if DEFAULT_REFERENCE in names else router.reference_
-    assert reference is not None
+    train_q, train_c = train.matrix("quality", names), train.matrix("cost", names)
+    reference, notes = choose_reference(names, train_q, train_c, reference)
+    quality_only = is_quality_only(cost)
+    if quality_only and not is_quality_only(train_c):
+        notes.append("the test queries have no cost trade-off (every candidate costs the same) but the training "
+                     "queries do: reported on quality alone")
+    train_texts = set(train.queries)
+    duplicates = sum(q in train_texts for q in queries)
+    if duplicates:
+        warnings.warn(f"{duplicates} of {len(queries)} test queries also appear word for word in the training "
+                      "data: the evaluation partly measures recall", stacklevel=2)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     ref = names.index(reference)
     test_emb, _ = router.embed(queries, show_progress=show_progress)
     grid = default_cost_weights(float(np.mean(cost)), n=300)
@@ -174,16 +121,19 @@ def evaluate(
 
     methods: list[MethodResult] = []
     main_curve, q_hat, c_hat = curve_of(router)
-    methods.append(MethodResult(f"mixllm ({cfg.quality_model})", "router", main_curve))
-    intervals = bootstrap_summary(q_hat, c_hat, quality, cost, ref, grid, seed=seed) if bootstrap else {}
+    methods.append(MethodResult(router_label(cfg.quality_model, setting), "router", main_curve))
+    intervals: dict[str, tuple[float, float]] = {}
+    if bootstrap:
+        intervals = (bootstrap_quality(q_hat, c_hat, quality, ref, seed=seed) if quality_only
+                     else bootstrap_summary(q_hat, c_hat, quality, cost, ref, grid, seed=seed))
     report_decisions: list[dict[str, Any]] = []
-    if decisions_at > 0:
-        for lam in grid[np.linspace(0, len(grid) - 1, decisions_at).astype(int)]:
+    if decisions_at is None or decisions_at > 0:
+        at = grid if decisions_at is None else grid[np.linspace(0, len(grid) - 1, decisions_at).astype(int)]
+        for lam in at:
             chosen = pick(q_hat, c_hat, float(lam))
             for qid, j in zip(query_ids, chosen):
                 report_decisions.append({"cost_weight": float(lam), "query_id": qid, "chosen": names[j]})
     if baselines:
-        train_q, train_c = train.matrix("quality", names), train.matrix("cost", names)
         for label, fn in (("ridge baseline", ridge_baseline), ("knn baseline (k=40)", knn_baseline)):
             bq, bc = fn(train_emb, train_q, train_c, test_emb)
             methods.append(MethodResult(label, "baseline", sweep(bq, bc, quality, cost, ref, grid)))
@@ -192,11 +142,12 @@ def evaluate(
         rows = np.arange(len(queries))
         random_pick = rng.integers(0, len(names), size=len(queries))
         ref_q, ref_c = quality[:, ref].mean(), cost[:, ref].sum()
-        methods.append(MethodResult(
-            "random", "single", _point(cost[rows, random_pick].sum() / ref_c, quality[rows, random_pick].mean() / ref_q)
-        ))
+        share = lambda x, total: float(x / total) if total > 0 else 0.0  # noqa: E731  (as sweep() does)
+        methods.append(MethodResult("random", "single", _point(
+            share(cost[rows, random_pick].sum(), ref_c), share(quality[rows, random_pick].mean(), ref_q))))
         for j, name in enumerate(names):
-            methods.append(MethodResult(name, "single", _point(cost[:, j].sum() / ref_c, quality[:, j].mean() / ref_q)))
+            methods.append(MethodResult(name, "single", _point(share(cost[:, j].sum(), ref_c),
+                                                               share(quality[:, j].mean(), ref_q))))
     return EvalReport(
         reference=reference,
         n_train=len(train),
@@ -205,4 +156,7 @@ def evaluate(
         dropped_test_queries=int((~keep).sum()),
         decisions=report_decisions,
         intervals=intervals,
+        quality_only=quality_only,
+        notes=notes,
+        duplicate_test_queries=int(duplicates),
     )
