@@ -150,6 +150,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", help="embedding cache folder")
     _add_backend_option(p)
     p.add_argument("--tune", action="store_true", help="choose the predictor by cross-validation on the training data")
+    p.add_argument("--representations", default="frozen,fine-tuned",
+                   help="with --tune: the representations the same CV chooses from, comma-separated, of frozen, "
+                        "tag-enhanced, fine-tuned (default frozen,fine-tuned; 'frozen' alone skips the step)")
     p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop",
                    help="what to do with bad rows in the data (default: drop and report)")
     from .encoders.tag_enhanced import add_tagging_arguments
@@ -188,6 +191,16 @@ def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[st
     result = tune(train, config=config, encoder=encoder, show_progress=True)
     _log(result.table())
     args.tuned_setting = result.setting
+    reps = tuple(r for r in getattr(args, "representations", "").split(",") if r)
+    if reps and reps != ("frozen",) and getattr(args, "embeddings", "plain") == "plain":
+        from .evaluation.representation import build_representation, cv_representations
+
+        _log(f"choosing the representation ({', '.join(reps)}) by the same cross-validation ...")
+        rep = cv_representations(train, config=result.best, encoder=encoder, representations=reps)
+        _log(rep.table())
+        args.tuned_encoder = build_representation(rep.best, train, config=result.best, encoder=encoder)
+        if rep.best["name"] != "frozen":
+            args.tuned_setting = {**result.setting, "representation": rep.best["label"]}
     return result.best.model_dump()
 
 
@@ -200,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     encoder = _training_encoder(args, data, config)
     config = _maybe_tune(args, data, config, encoder)
+    encoder = getattr(args, "tuned_encoder", None) or encoder
     candidates = None
     if args.candidates:
         from .candidates_file import load_candidates
@@ -250,6 +264,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     encoder = _training_encoder(args, train, config)
     config = _maybe_tune(args, train, config, encoder)
+    encoder = getattr(args, "tuned_encoder", None) or encoder
     report = evaluate(train, test, config=config, encoder=encoder, reference=args.reference_model,
                       show_progress=True, decisions_at=args.decision_points if args.decisions else 0,
                       setting=args.tuned_setting)
