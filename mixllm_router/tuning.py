@@ -69,7 +69,8 @@ class TuningResult:
                      f"{'setting (out-of-fold on the training data)':<{w}} {'quality':>7} {'±s.e.':>6} {'gap':>5} "
                      f"{'±s.e.':>5}"]
         else:
-            lines = [f"{'setting (out-of-fold on the training data)':<{w}} {'AUC':>6} {'±s.e.':>6} {'Q@10%':>6} "
+            lines = [f"{'setting (out-of-fold on the training data)':<{w}} {'AUC':>6} {'±s.e.':>6} {'gap':>5} "
+                     f"{'±s.e.':>5} {'Q@10%':>6} "
                      f"{'Q@25%':>6} {'C@97.25%':>9}"]
         for i, (overrides, s) in enumerate(self.rows):
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
