@@ -150,9 +150,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", help="embedding cache folder")
     _add_backend_option(p)
     p.add_argument("--tune", action="store_true", help="choose the predictor by cross-validation on the training data")
-    p.add_argument("--representations", default="frozen,fine-tuned",
+    p.add_argument("--representations", default="frozen",
                    help="with --tune: the representations the same CV chooses from, comma-separated, of frozen, "
-                        "tag-enhanced, fine-tuned (default frozen,fine-tuned; 'frozen' alone skips the step)")
+                        "tag-enhanced, fine-tuned, e.g. frozen,fine-tuned (default: frozen only, no extra step; "
+                        "see docs/benchmarks.md §12 for what the others cost and gain)")
     p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop",
                    help="what to do with bad rows in the data (default: drop and report)")
     from .encoders.tag_enhanced import add_tagging_arguments
@@ -196,7 +197,7 @@ def _maybe_tune(args: argparse.Namespace, train: RoutingDataset, config: dict[st
         from .evaluation.representation import build_representation, cv_representations
 
         _log(f"choosing the representation ({', '.join(reps)}) by the same cross-validation ...")
-        rep = cv_representations(train, config=result.best, encoder=encoder, representations=reps)
+        rep = cv_representations(train, config=result.best, encoder=encoder, representations=reps, adapter_threads=1)
         _log(rep.table())
         args.tuned_encoder = build_representation(rep.best, train, config=result.best, encoder=encoder)
         if rep.best["name"] != "frozen":

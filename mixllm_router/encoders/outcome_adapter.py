@@ -106,8 +106,20 @@ def fit_outcome_adapter(
     if e_np.shape[0] < 10:
         raise ConfigError("the outcome adapter needs at least 10 training queries")
     start = time.perf_counter()
-    if threads is not None:
+    previous_threads = torch.get_num_threads()
+    if threads is not None:  # restored below: the thread count is process-wide (the encoder uses it too)
         torch.set_num_threads(int(threads))
+    try:
+        return _fit(torch, e_np, q_np, rank=rank, activation=activation, contrastive_weight=contrastive_weight,
+                    keep_weight=keep_weight, temperature=temperature, epochs=epochs, lr=lr, val_share=val_share,
+                    patience=patience, seed=seed, device=device, start=start)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit(torch: Any, e_np: np.ndarray, q_np: np.ndarray, *, rank: int, activation: Activation,
+         contrastive_weight: float, keep_weight: float, temperature: float, epochs: int, lr: float,
+         val_share: float, patience: int, seed: int, device: str, start: float) -> AdapterFit:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     n, d = e_np.shape
     m = q_np.shape[1]

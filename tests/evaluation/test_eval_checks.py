@@ -233,8 +233,10 @@ def test_mixllm_eval_tune_names_the_setting_and_writes_strict_json(tmp_path, cap
         rows = _with_costs(rows, lambda r: 1e-4 * len(r["query"]))  # costs follow the prompt's length
     data = _write_long_csv(tmp_path / "d.csv", rows, None)
     out = tmp_path / "eval"
-    assert main(["eval", "--data", str(data), "--out", str(out), "--encoder", "hashing", "--tune"]) == 0
+    extra = ["--representations", "frozen,fine-tuned"] if prices == "varied" else []
+    assert main(["eval", "--data", str(data), "--out", str(out), "--encoder", "hashing", "--tune", *extra]) == 0
     captured = capsys.readouterr()
+    assert ("representation (out-of-fold" in captured.err) == bool(extra)  # the representation's CV table
     assert "tuned by CV" in captured.out and "quality_model=" in captured.out
     assert ("quality only" in captured.out) == (prices == "equal")
     assert ("quality only" in captured.err) == (prices == "equal")  # the tuning table says what it scored
