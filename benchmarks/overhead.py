@@ -24,6 +24,9 @@ within 1.3× of the encoder's batch throughput; import < 0.5 s; a cache hit rout
 The machine may be shared: the load average is printed with the figures; compare rows of one run.
 
 Run:  python benchmarks/overhead.py [--cache-dir DIR] [--repeats 200] [--json out.json] [--profile]
+
+``--backends`` instead compares the encoder backends (torch, ONNX fp32, ONNX int8) side by side in
+one run, as ratios to torch (``benchmarks/backends.py``; ``--contention`` adds a busy neighbour).
 """
 
 from __future__ import annotations
@@ -356,11 +359,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of route on cache hits")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
+    parser.add_argument("--backends", action="store_true", help="compare torch / onnx / onnx-int8 side by side")
+    parser.add_argument("--contention", action="store_true", help="with --backends: also beside a busy process")
     args = parser.parse_args(argv)
     if args.cache_dir is None:
         from mixllm_router.encoders import default_cache_dir
 
         args.cache_dir = default_cache_dir()
+    if args.backends:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import backends
+
+        compared = backends.run(args.cache_dir, args.repeats, args.contention)
+        print(backends.table(compared))
+        if args.json:
+            args.json.write_text(json.dumps(compared, indent=2, default=str))
+        return
     results = run(args.cache_dir, args.repeats, args.profile, args.threads, args.json)
     print(table(results))
     if args.profile:
