@@ -78,7 +78,11 @@ import json, os, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 from mixllm_router import MixLLMRouter
-router = MixLLMRouter.load(sys.argv[1])
+from mixllm_router.config import EncoderSettings
+from mixllm_router.router import build_encoder
+# encoder= explicitly: a checkpoint trained on fp32 vectors refuses to build an int8 encoder by itself
+encoder = build_encoder(EncoderSettings(backend=os.environ["BENCH_BACKEND"], use_cache=False))
+router = MixLLMRouter.load(sys.argv[1], encoder=encoder)
 queries = json.loads(sys.argv[2])
 router.route(queries[0])
 cold = time.perf_counter() - t0
@@ -104,12 +108,16 @@ def _busy() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "x = 0\nwhile True:\n    x = (x * 7 + 1) % 1000003"])
 
 
-def run(cache_dir: Path, repeats: int, contention: bool) -> dict[str, Any]:
+def run(cache_dir: Path, repeats: int, contention: bool, partial: Path | None = None) -> dict[str, Any]:
     from mixllm_router import MixLLMRouter, load_routerbench
     from mixllm_router.encoders import CachedEncoder
 
     warnings.simplefilter("ignore")
     res: dict[str, Any] = {"load_avg_start": os.getloadavg(), "cpus": os.cpu_count(), "repeats": repeats}
+
+    def keep() -> None:  # a slow run on a busy machine keeps what it measured so far
+        if partial is not None:
+            partial.write_text(json.dumps(res, indent=2, default=str))
     train, test = load_routerbench(split="train"), load_routerbench(split="test")
     encoders = {b: _encoder(b) for b in BACKENDS}
     counter = encoders["onnx"]
@@ -132,12 +140,14 @@ def run(cache_dir: Path, repeats: int, contention: bool) -> dict[str, Any]:
         items = _fresh([pool[i % len(pool)] for i in range(repeats)], label)
         t = _rotating({b: routers[b].route for b in BACKENDS}, items, BLOCK)
         res[f"route_{label}"] = {b: {"p50_ms": _p(v, 50), "p99_ms": _p(v, 99), "n": len(v)} for b, v in t.items()}
+        keep()
 
     n_batches = max(3, repeats // 30)
     batches = [_fresh([test.queries[(64 * k + j) % len(test.queries)] for j in range(64)], f"b{k}")
                for k in range(n_batches)]
     t = _rotating({b: encoders[b].encode for b in BACKENDS}, batches, 1)
     res["batch64_qps"] = {b: 64 * len(v) / sum(v) for b, v in t.items()}
+    keep()
 
     sample = test.queries[:: max(1, len(test.queries) // 300)]
     ref = encoders["torch"].encode(sample)
@@ -146,8 +156,10 @@ def run(cache_dir: Path, repeats: int, contention: bool) -> dict[str, Any]:
         cos = (encoders[b].encode(sample) * ref).sum(1)
         res["cosine_to_torch"][b] = {"mean": float(cos.mean()), "min": float(cos.min()), "n": len(sample)}
 
+    keep()
     queries = _fresh(short[:20] + long[:10], "child")
-    res["fresh_process"] = {b: _child(ckpt, queries, {"MIXLLM_ENCODER_BACKEND": b}) for b in BACKENDS}
+    res["fresh_process"] = {b: _child(ckpt, queries, {"BENCH_BACKEND": b}) for b in BACKENDS}
+    keep()
 
     if contention:
         res["contention"] = _contention(ckpt, short, long)

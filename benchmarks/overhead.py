@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import backends
 
-        compared = backends.run(args.cache_dir, args.repeats, args.contention)
+        compared = backends.run(args.cache_dir, args.repeats, args.contention, args.json)
         print(backends.table(compared))
         if args.json:
             args.json.write_text(json.dumps(compared, indent=2, default=str))

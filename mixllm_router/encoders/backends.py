@@ -7,8 +7,8 @@
   coordinate), hence the same fingerprint: caches and checkpoints move freely between the two;
 - ``"onnx-int8"``: dynamic int8 weights — fastest and smallest, cosine ≈ 0.994 to fp32; its own
   fingerprint, so its vectors never mix with fp32 ones in the cache, and a checkpoint trained with
-  fp32 vectors loads with a warning that predictions may be off (they shift little, see
-  docs/benchmarks.md);
+  fp32 vectors loads with int8 only when the encoder is passed explicitly (with a warning that
+  predictions may be off; they shift little, see docs/encoders.md);
 - ``"auto"`` (default): ``"onnx"`` when onnxruntime, tokenizers and onnx are installed (the fastest
   backend that gives the torch path's vectors), else ``"torch"``. ``auto`` never picks int8 on its own:
   that would change the vectors behind the user's back.
