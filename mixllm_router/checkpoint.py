@@ -11,9 +11,17 @@ rename), then replaces ``manifest.json`` with ``os.replace`` (atomic on POSIX an
 then deletes arrays files the new manifest does not name. A crash at any point leaves either the old
 manifest with its old arrays file, or the new manifest with its new one: the folder always loads.
 
-Loading reads JSON and safetensors only: nothing in a checkpoint can run code. Every failure
-(missing file, damaged JSON, checksum mismatch, newer format version, a file name that tries to
-leave the folder, missing or mis-shaped arrays) raises :class:`CheckpointError` naming the file.
+One writer per folder: ``save`` holds an exclusive lock on the folder's identity (its own
+descriptor, so a symlink, relative path or bind mount of the folder is the same lock) and does every
+step relative to that descriptor (:mod:`._folder`).
+
+A checkpoint is hostile input. Loading reads JSON and safetensors only: nothing in a checkpoint can
+run code. It opens only ``manifest.json`` and the arrays file it names, inside the folder, never
+through a symlink, only regular files of bounded size (:mod:`._folder`); it validates the JSON and
+the arrays before building anything (:mod:`._checkpoint_validate`); and it takes no host path from
+the manifest (:mod:`._checkpoint_trust`). Every failure (missing file, damaged JSON, checksum
+mismatch, newer format version, a file name that tries to leave the folder, a symlink or FIFO,
+missing, mis-shaped or non-finite arrays) raises :class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], arrays: dict[st
     from safetensors.numpy import save
 
     path = Path(path)
+    if "\x00" in str(path):
+        raise CheckpointError(f"checkpoint path {str(path)!r} holds a NUL byte")
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} exists and is not a folder")
     try:

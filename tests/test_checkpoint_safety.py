@@ -466,3 +466,11 @@ def test_arrays_with_wrong_shapes_or_values_behind_a_valid_checksum(saved, tmp_p
     path = copy(saved, tmp_path)
     rewrite_arrays(path, ARRAY_DAMAGE[damage])
     assert_refused(path)
+
+
+def test_save_and_load_of_a_path_with_a_nul_byte_raise_checkpoint_error(saved, tmp_path) -> None:
+    router = MixLLMRouter.load(saved, encoder=ENC)
+    with pytest.raises(CheckpointError):
+        router.save(tmp_path / "bad\x00name")
+    with pytest.raises(CheckpointError):
+        MixLLMRouter.load(tmp_path / "bad\x00name", encoder=ENC)
