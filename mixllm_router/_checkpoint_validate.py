@@ -9,6 +9,9 @@ checkpoint raises :class:`CheckpointError` at load instead of a raw ``ValueError
   5000-digit ones with a raw ``ValueError``, and sizes of 2**63 or more break numpy later), finite
   floats only (``NaN``, ``Infinity`` and ``1e999`` are refused: the library never writes them),
   nesting at most :data:`MAX_DEPTH` deep (the decoder's recursion is caught too).
+- **Predictor descriptions**: ``kinds`` a non-empty list of ``ridge``/``knn``/``mlp`` (a dict
+  there used to leave a candidate with no predictor and a NaN quality), ``cost_mode`` known,
+  ``prior_strength`` > 0 and ``mlp_alpha`` >= 0.
 - **Arrays** (:func:`validate_router_arrays`): every float array finite (a NaN weight makes its
   candidate's meta score NaN, and ``argmax`` then picks it every time); the embedding bank 2-D with
   at most :data:`MAX_DIM` columns; each candidate's declared ``dim`` equal to the bank's (a declared
@@ -41,6 +44,7 @@ MAX_DIM = 1 << 15
 #: Largest hidden width of a predictor's MLP.
 MAX_HIDDEN = 1 << 15
 _INT64 = 1 << 63
+_KINDS = frozenset({"ridge", "knn", "mlp"})
 
 
 def _parse_int(text: str) -> int:
@@ -141,6 +145,15 @@ def validate_router_arrays(manifest: Mapping[str, Any], arrays: Mapping[str, np.
         if not isinstance(meta, dict):
             raise CheckpointError(f"candidate {i}: its predictor description is missing")
         what = f"candidate {i}"
+        kinds = meta.get("kinds")
+        if not isinstance(kinds, list) or not kinds or not all(k in _KINDS for k in kinds):
+            raise CheckpointError(f"{what}: kinds must be a non-empty list of {sorted(_KINDS)}, got {kinds!r}")
+        if meta.get("cost_mode") not in ("tokens", "direct"):
+            raise CheckpointError(f"{what}: cost_mode must be 'tokens' or 'direct', got {meta.get('cost_mode')!r}")
+        for key, low in (("prior_strength", 0.0), ("mlp_alpha", -1.0)):
+            value = meta.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
+                raise CheckpointError(f"{what}: {key} must be a number > {max(low, 0.0):g}, got {value!r}")
         _int_field(meta, "dim", d, d, f"{what} (the embedding bank has {d} columns)")
         _int_field(meta, "knn_k", 1, 1 << 20, what)
         _int_field(meta, "mlp_hidden", 1, MAX_HIDDEN, what)
@@ -173,6 +186,7 @@ def validate_router_arrays(manifest: Mapping[str, Any], arrays: Mapping[str, np.
     if isinstance(net, dict):  # checked before FeedbackScoreNet allocates its trunk
         _int_field(net, "dim", d, d, f"the feedback network (the embedding bank has {d} columns)")
         _shape(_need(arrays, "extra.learning.net.U"), "extra.learning.net.U", (hidden, d) if hidden else (0, d))
+        _shape(_need(arrays, "extra.learning.net.c"), "extra.learning.net.c", (hidden,))
     calibration = [k for k in ("calibration.cost_weights", "calibration.cost_share", "calibration.quality_share")]
     present = [k for k in calibration if k in arrays]
     if present:

@@ -59,7 +59,9 @@ def write_manifest(path: Path, manifest: dict) -> None:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "router"
-    make_router().save(path)
+    router = make_router()
+    router.feedback(router.route("a first feedback builds the feedback network").decision_id, True)
+    router.save(path)
     return path
 
 
@@ -414,6 +416,16 @@ def test_deeply_nested_json_in_the_manifest(saved, tmp_path) -> None:
     assert_refused(path)
 
 
+@pytest.mark.parametrize("value", [{"": {}}, [], ["ridge", "svm"], "ridge", None])
+def test_predictor_kinds_that_are_not_a_list_of_known_kinds(saved, tmp_path, value) -> None:
+    """Found by benchmarks/hostile_checkpoints.py: a dict as ``kinds`` loaded, then routed with NaN quality."""
+    path = copy(saved, tmp_path)
+    manifest = manifest_of(path)
+    manifest["candidates"][1]["predictor"]["kinds"] = value
+    write_manifest(path, manifest)
+    assert_refused(path)
+
+
 @pytest.mark.parametrize("dim", [10**6, 10**12, 0, -3, 31])
 def test_a_declared_predictor_dim_that_does_not_fit(saved, tmp_path, dim) -> None:
     path = copy(saved, tmp_path)
@@ -458,6 +470,9 @@ ARRAY_DAMAGE = {
     "calibration NaN": _nan_at("calibration.quality_share"),
     "a_inv missing": lambda a: a.pop("candidate.1.linear.a_inv"),
     "bank empty": lambda a: a.update({"bank.embeddings": np.zeros((0, ENC.dim), np.float32)}),
+    # found by benchmarks/hostile_checkpoints.py: a trunk bias of the wrong length broke routing
+    "net.c cut": lambda a: a.update({"extra.learning.net.c": a["extra.learning.net.c"][:-1].copy()}),
+    "net.c widened": lambda a: a.update({"extra.learning.net.c": np.zeros(a["extra.learning.net.c"].size + 1)}),
 }
 
 
