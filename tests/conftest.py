@@ -47,4 +47,6 @@ def hashing_encoder():
 def fitted_router(synthetic_data, hashing_encoder):
     from mixllm_router import MixLLMRouter
 
-    return MixLLMRouter(encoder=hashing_encoder, prior_strength=1.0, calibration_folds=3).fit(synthetic_data)
+    # the config names the encoder (kind "hashing" builds HashingEncoder()), so a load without encoder= works
+    return MixLLMRouter(config={"encoder": {"kind": "hashing", "use_cache": False}}, encoder=hashing_encoder,
+                        prior_strength=1.0, calibration_folds=3).fit(synthetic_data)

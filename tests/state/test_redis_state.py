@@ -24,7 +24,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::mixllm_router.state.SharedState
 def checkpoint(tmp_path, synthetic_data):
     """A fitted router on disk; math-pro serves one request at a time."""
     candidates = [Candidate(name="math-pro", max_concurrency=1), "poet", "cheap"]
-    router = MixLLMRouter(candidates, encoder=HashingEncoder(), prior_strength=1.0, calibration_folds=3)
+    # the config names the encoder it was trained with, so a load without encoder= (from_source) gets it back
+    router = MixLLMRouter(candidates, config={"encoder": {"kind": "hashing", "use_cache": False}},
+                          encoder=HashingEncoder(), prior_strength=1.0, calibration_folds=3)
     router.fit(synthetic_data)
     return router.save(tmp_path / "ckpt")
 
