@@ -167,6 +167,9 @@ def run(cache_dir: Path, repeats: int, contention: bool, partial: Path | None = 
     if contention:
         res["contention"] = _contention(ckpt, short, long)
     res["load_avg_end"] = os.getloadavg()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
