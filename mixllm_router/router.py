@@ -245,7 +245,7 @@ class MixLLMRouter:
         self.predictors_ = self._fit_predictors(names, embeddings, tokens, quality, cost, out_tokens)
         self.bank_ = embeddings
         self.encoder_fingerprint_ = self.encoder.fingerprint
-        self.reference_ = self._pick_reference(names, cost)
+        self.reference_ = self._pick_reference(names, cost, quality)
         self.calibration_ = None
         if calibrate:
             self.calibration_ = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
@@ -253,13 +253,23 @@ class MixLLMRouter:
                 self._calibrate_on_predictions(embeddings, tokens)
         return self
 
-    def _pick_reference(self, names: list[str], cost: np.ndarray) -> str:
+    def _pick_reference(self, names: list[str], cost: np.ndarray, quality: np.ndarray) -> str:
+        """The model ``cost_share`` is a share of: ``config.reference_model``, else the costliest one.
+
+        Candidates whose mean cost ties with the most (equal list prices, or no costs at all) are
+        told apart by mean quality, so a tie never makes the worst of them the yardstick."""
         ref = self.config.reference_model
         if ref is not None:
             if ref not in names:
                 raise ConfigError(f"reference_model {ref!r} is not a candidate; candidates: {names}")
             return ref
-        return names[int(np.nanargmax(np.nanmean(cost, axis=0)))]
+        with warnings.catch_warnings():  # a column of NaN (sparse logs) is skipped, not warned about
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_cost = np.nanmean(cost, axis=0)
+            mean_quality = np.nanmean(quality, axis=0)
+        top = np.nanmax(mean_cost)
+        tied = np.flatnonzero(np.isclose(mean_cost, top, rtol=1e-9, atol=0.0))
+        return names[int(tied[np.nanargmax(mean_quality[tied])])]
 
     def _cost_mode(self, name: str, out_tokens: np.ndarray | None, column: int) -> str:
         cand = self.pool.get(name)

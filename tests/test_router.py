@@ -236,3 +236,16 @@ def test_knn_prediction_in_blocks_equals_one_pass(synthetic_data, hashing_encode
     np.testing.assert_allclose(blocks.quality, whole.quality, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(blocks.cost, whole.cost, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(blocks.uncertainty, whole.uncertainty, rtol=1e-6)  # from a float32 A⁻¹
+
+
+def test_tied_costs_make_the_best_model_the_reference():
+    """Equal prices: cost_share is a share of the best of the costliest models, not of the first name."""
+    from mixllm_router.encoders import HashingEncoder
+
+    rows = []
+    for i in range(30):
+        for model, quality in (("a-weak", 0.2), ("b-strong", 0.9), ("c-mid", 0.5)):
+            rows.append({"query": f"question number {i}", "model": model, "quality": quality, "cost": 0.01})
+    router = MixLLMRouter(encoder=HashingEncoder(dim=32), calibration_folds=3)
+    router.fit(RoutingDataset.from_records(rows))
+    assert router.reference_ == "b-strong"
