@@ -56,34 +56,30 @@ ensemble once it holds ``knn_k`` examples of its own (before that, a mean of one
 would swamp the estimate). Removing a candidate drops its predictor and its head, nothing else.
 
 Concurrency. One :class:`threading.RLock` (``OnlineLearner.lock``) serialises feedback with routing's
-reads of the predictors. Two *processes* never share a journal: the first append takes an exclusive
-``filelock`` on ``<journal>.lock`` for the life of the router (released by :meth:`close` or at
-exit); another process that tries to append gets a :class:`FeedbackError` instead of interleaving
-lines. Reading a journal (replay on load) takes no lock.
+reads of the predictors. Two routers never share a journal file, whatever path reaches it: the
+first append takes an exclusive ``flock`` on the journal file itself (its inode, so symlinks and
+hard links lead to the same lock) for the life of the router (released by :meth:`close` or at
+exit); another router or process that tries to append gets a :class:`FeedbackError` instead of
+interleaving lines (``mixllm_router.journal``). Reading a journal (replay on load) takes no lock.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
 import threading
 import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidateError
+from .journal import FeedbackEvent, FeedbackJournal, _canonical, _checksum  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from .candidates import Candidate
@@ -104,9 +100,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_JOURNAL_VERSION = 1
-
 
 class JournalWarning(UserWarning):
     """A journal entry was skipped on replay (e.g. its candidate is no longer in the pool)."""
@@ -200,177 +193,6 @@ def _optional_nonneg(value: Any, what: str) -> float | None:
     if not (math.isfinite(value) and value >= 0):
         raise FeedbackError(f"{what} must be finite and >= 0, got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class FeedbackEvent:
-    """One acknowledged feedback event, with everything needed to apply (or replay) it."""
-
-    seq: int
-    decision_id: str
-    candidate: str
-    score: float
-    embedding: np.ndarray  # (d,) float32
-    input_tokens: float
-    output_tokens: float | None
-    latency_s: float | None
-    cost_usd: float | None
-    created_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        emb = np.ascontiguousarray(self.embedding, dtype="<f4")
-        return {
-            "v": _JOURNAL_VERSION,
-            "seq": self.seq,
-            "decision_id": self.decision_id,
-            "candidate": self.candidate,
-            "score": self.score,
-            "embedding": base64.b64encode(emb.tobytes()).decode("ascii"),
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "latency_s": self.latency_s,
-            "cost_usd": self.cost_usd,
-            "created_at": self.created_at,
-        }
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> FeedbackEvent:
-        if d.get("v") != _JOURNAL_VERSION:
-            raise FeedbackError(f"journal entry has version {d.get('v')!r}; this library reads {_JOURNAL_VERSION}")
-        emb = np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4").astype(np.float32)
-        return cls(
-            seq=int(d["seq"]),
-            decision_id=str(d["decision_id"]),
-            candidate=str(d["candidate"]),
-            score=float(d["score"]),
-            embedding=emb,
-            input_tokens=float(d["input_tokens"]),
-            output_tokens=None if d.get("output_tokens") is None else float(d["output_tokens"]),
-            latency_s=None if d.get("latency_s") is None else float(d["latency_s"]),
-            cost_usd=None if d.get("cost_usd") is None else float(d["cost_usd"]),
-            created_at=float(d["created_at"]),
-        )
-
-
-# ---------------------------------------------------------------------------------- journal
-def _canonical(entry: Mapping[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _checksum(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-class FeedbackJournal:
-    """Append-only JSON-lines journal of feedback events; one checksum per line.
-
-    Line format: ``{"e": <entry>, "sha": <first 16 hex of sha256(canonical JSON of entry)>}\\n``.
-    Reading stops at a torn *last* line (no newline, bad JSON or bad checksum: a crash mid-write)
-    and ignores it; the next append first cuts it off. A damaged line that is *not* the last one
-    is not a crash artefact: reading raises :class:`FeedbackError` naming the line, rather than
-    silently dropping acknowledged feedback.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
-        self.path = Path(path)
-        self.fsync = fsync
-        self._lock: Any = None
-        self._fh: Any = None
-        self.last_seq = 0
-
-    # -- reading -------------------------------------------------------------------------------
-    def _scan(self) -> tuple[list[dict[str, Any]], int, bool]:
-        """(entries, byte length of the valid prefix, whether a torn tail was found)."""
-        if not self.path.exists():
-            return [], 0, False
-        data = self.path.read_bytes()
-        entries: list[dict[str, Any]] = []
-        offset = 0
-        lines = data.split(b"\n")
-        for i, raw in enumerate(lines):
-            is_last = i == len(lines) - 1  # text after the final newline (empty when the file is whole)
-            if is_last:
-                return entries, offset, bool(raw)
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-                entry = obj["e"]
-                ok = _checksum(_canonical(entry)) == obj["sha"]
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-                ok = False
-            if not ok:
-                if i == len(lines) - 2 and not lines[-1]:
-                    return entries, offset, True  # a damaged final line: a torn write
-                raise FeedbackError(
-                    f"{self.path}: line {i + 1} is damaged (bad JSON or checksum) and is not the last line; "
-                    "the journal was modified or the disk is failing — move the file aside to start a new one"
-                )
-            entries.append(entry)
-            offset += len(raw) + 1
-        return entries, offset, False  # pragma: no cover - split always yields a last element
-
-    def read(self) -> list[FeedbackEvent]:
-        """Every intact entry, in order (a torn last line is ignored)."""
-        entries, _, _ = self._scan()
-        events = [FeedbackEvent.from_json(e) for e in entries]
-        if events:
-            self.last_seq = max(self.last_seq, events[-1].seq)
-        return events
-
-    # -- writing -------------------------------------------------------------------------------
-    def _open(self) -> None:
-        from filelock import FileLock, Timeout
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path) + ".lock", timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise FeedbackError(
-                f"feedback journal {self.path} is in use by another router or process "
-                f"(lock {self.path}.lock held); give each process its own journal_path"
-            ) from None
-        try:
-            entries, valid, torn = self._scan()
-            if torn:
-                with open(self.path, "r+b") as fh:  # cut the torn tail so new lines start clean
-                    fh.truncate(valid)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            if entries:
-                self.last_seq = max(self.last_seq, int(entries[-1]["seq"]))
-            self._fh = open(self.path, "ab")
-        except BaseException:
-            lock.release()
-            raise
-        self._lock = lock
-
-    def append(self, event: FeedbackEvent) -> None:
-        """Write one event and (with ``fsync``) force it to disk before returning."""
-        if self._fh is None:
-            self._open()
-        entry = event.to_json()
-        text = _canonical(entry)
-        line = '{"e":' + text + ',"sha":"' + _checksum(text) + '"}\n'
-        self._fh.write(line.encode("utf-8"))
-        self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
-        self.last_seq = max(self.last_seq, event.seq)
-
-    @property
-    def is_open(self) -> bool:
-        return self._fh is not None
-
-    def close(self) -> None:
-        """Close the file and release the inter-process lock."""
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._fh.close()
-            self._fh = None
-        if self._lock is not None:
-            with contextlib.suppress(Exception):
-                self._lock.release()
-            self._lock = None
 
 
 # ---------------------------------------------------------------------------------- score net
@@ -644,6 +466,8 @@ class OnlineLearner:
             if out_tokens is None and record.output_tokens is not None:
                 out_tokens = float(record.output_tokens)
             shared = router.state.shares_feedback
+            if not shared and self.journal is not None:
+                self.journal.open()  # before numbering: a refused or damaged journal allocates nothing
             event = FeedbackEvent(
                 seq=0 if shared else self._allocate_seq(),
                 decision_id=record.decision_id,
@@ -662,9 +486,11 @@ class OnlineLearner:
             elif self.journal is not None:
                 try:
                     self.journal.append(event)
-                except OSError as exc:
-                    self._next_seq -= 1
-                    raise FeedbackError(f"could not write the feedback journal {self.journal.path}: {exc}") from exc
+                except BaseException as exc:
+                    self._next_seq = event.seq  # not acknowledged: the number is free again
+                    if isinstance(exc, OSError):
+                        raise FeedbackError(f"could not write the feedback journal {self.journal.path}: {exc}") from exc
+                    raise
             self._remember(record.decision_id)
             if latency is not None and record.latency_s is None and candidate in router.load_tracker:
                 router.load_tracker.observe(candidate, latency, out_tokens)  # a call made outside the router
