@@ -11,6 +11,7 @@ meta score ``S = q − λ·c + α·u − β·P + γ·κ·s`` → the eligible ca
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from .responses import RoutedResponse, RoutedStream
 
 __all__ = ["MixLLMRouter", "Predictions", "build_encoder", "fold_assignment"]
+
+#: Serialises the lazy construction of routers' encoders (cheap: loading happens on first use).
+_ENCODER_BUILD_LOCK = threading.Lock()
 
 
 def build_encoder(settings: EncoderSettings) -> QueryEncoder:
@@ -165,8 +169,11 @@ class MixLLMRouter:
     # ------------------------------------------------------------------------------ properties
     @property
     def encoder(self) -> QueryEncoder:
+        """The query encoder, built on first use; threads that arrive together share one."""
         if self._encoder is None:
-            self._encoder = build_encoder(self.config.encoder)
+            with _ENCODER_BUILD_LOCK:
+                if self._encoder is None:
+                    self._encoder = build_encoder(self.config.encoder)
         return self._encoder
 
     @property

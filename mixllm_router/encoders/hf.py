@@ -48,6 +48,11 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
 #: Share of the (content) token budget kept from the start under ``"head_tail"``.
 HEAD_SHARE = 0.25
+#: One first load at a time in the process, whatever the encoder instance: transformers' lazy
+#: module is not thread-safe on its first import (two threads importing ``AutoModel`` at once
+#: can see a half-initialised module and get ``ImportError: cannot import name 'AutoModel'``).
+_LOAD_LOCK = threading.RLock()
+_PACKAGES = ("torch", "transformers")
 
 
 def default_model_path() -> Path:
@@ -188,17 +193,12 @@ class HFEncoder:
 
     # -- lazy loading ---------------------------------------------------------------------------
     def _load(self) -> None:
-        with self._lock:
+        """Import torch and transformers and read the weights, once, under the process-wide
+        :data:`_LOAD_LOCK` (the lazy import is not thread-safe; see there)."""
+        with _LOAD_LOCK, self._lock:
             if self._model is not None:
                 return
-            try:
-                import torch
-                from transformers import AutoModel, AutoTokenizer
-            except ImportError as exc:
-                raise EncoderError(
-                    "HFEncoder needs torch and transformers (pip install 'mixllm-router[encoder]', "
-                    "torch first and pinned); HashingEncoder works without them"
-                ) from exc
+            torch, auto_model, auto_tokenizer = _import_backend()
             if self.num_threads is not None:
                 torch.set_num_threads(self.num_threads)
             from transformers.utils import logging as hf_logging
@@ -206,8 +206,8 @@ class HFEncoder:
             bar_was_on = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()  # a 90 MB local load needs no progress bar
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
-                model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True)
+                tokenizer = auto_tokenizer.from_pretrained(str(self.model_path), local_files_only=True)
+                model = auto_model.from_pretrained(str(self.model_path), local_files_only=True)
                 model.to(self.device).eval()
             except Exception as exc:  # transformers raises OSError, ValueError, safetensors errors...
                 raise EncoderError(f"cannot load the encoder from {self.model_path}: {exc}") from exc
@@ -295,6 +295,27 @@ class HFEncoder:
         except Exception as exc:  # a broken model file can fail only here
             raise EncoderError(f"encoder forward pass failed ({self.model_path.name}): {exc}") from exc
         return out
+
+
+def _import_backend() -> tuple[Any, Any, Any]:
+    """``(torch, AutoModel, AutoTokenizer)``; the caller holds :data:`_LOAD_LOCK`.
+
+    Only a missing ``torch`` or ``transformers`` package means "not installed"; any other import
+    failure (a broken install, a version clash, a half-imported module) is reported as itself.
+    """
+    try:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in _PACKAGES:
+            raise EncoderError(
+                "HFEncoder needs torch and transformers (pip install 'mixllm-router[encoder]', "
+                f"torch first and pinned); {exc.name!r} is not installed. HashingEncoder works without them"
+            ) from exc
+        raise EncoderError(f"importing torch/transformers failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # ImportError, or anything a package's import-time code raises
+        raise EncoderError(f"importing torch/transformers failed: {type(exc).__name__}: {exc}") from exc
+    return torch, AutoModel, AutoTokenizer
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
