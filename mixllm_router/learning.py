@@ -456,11 +456,11 @@ class OnlineLearner:
                 f"restart, or expired from the log of the last {router.decisions.capacity} decisions"
             )
         candidate = record.answered_by or record.chosen
-        if candidate not in router.pool:
-            raise FeedbackError(
-                f"decision {record.decision_id} was answered by {candidate!r}, which has been removed since"
-            )
-        with self.lock:
+        with self.lock:  # the pool cannot change from here until the event is applied or queued
+            if candidate not in router.pool:
+                raise FeedbackError(
+                    f"decision {record.decision_id} was answered by {candidate!r}, which has been removed since"
+                )
             if record.decision_id in self._rated:
                 raise FeedbackError(f"decision {record.decision_id} already received feedback; each decision is rated once")
             if out_tokens is None and record.output_tokens is not None:

@@ -834,9 +834,11 @@ class MixLLMRouter:
         """Stop routing to ``name``; every other candidate's state is left as it is.
 
         Takes ``learning.lock``, so a route in flight sees the pool before or after the removal,
-        never half of it.
+        never half of it, and a feedback event for ``name`` is either applied (queued events are
+        applied first) or refused with :class:`FeedbackError`, never acknowledged and dropped.
         """
         with self.learning.lock:
+            self.learning.flush(self)  # queued feedback was acknowledged: apply it while its candidate exists
             self.pool.remove(name)
             self.predictors_.pop(name, None)
             self._clients.pop(name, None)
