@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError, UnknownCandidateError
+from ._validate import candidate_names, finite_real
 from .candidates import Candidate, CandidatePool
 from .config import EncoderSettings, RouterConfig, make_config
 from .decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
@@ -486,12 +487,9 @@ class MixLLMRouter:
         if cost_weight is not None and cost_share is not None:
             raise ConfigError("give cost_weight or cost_share, not both")
         if cost_weight is not None:
-            if not cost_weight >= 0:
-                raise ConfigError(f"cost_weight must be >= 0, got {cost_weight}")
-            return float(cost_weight)
+            return finite_real(cost_weight, "cost_weight")
         if cost_share is not None:
-            if not 0 <= cost_share:
-                raise ConfigError(f"cost_share must be >= 0, got {cost_share}")
+            cost_share = finite_real(cost_share, "cost_share")
             if self.calibration_ is None:
                 raise NotFittedError("cost_share needs a calibrated router: fit(data, calibrate=True)")
             return self.calibration_.cost_weight_for_share(cost_share)
@@ -530,6 +528,8 @@ class MixLLMRouter:
     ) -> list[RoutingDecision]:
         """:meth:`route` for many queries at once (one encoder batch, one matrix product)."""
         lam = self.resolve_cost_weight(cost_weight, cost_share)
+        max_cost_usd = None if max_cost_usd is None else finite_real(max_cost_usd, "max_cost_usd")
+        candidates = candidate_names(candidates)
         embeddings, tokens = self._embed_checked(queries, embeddings)
         self.load_tracker.refresh()  # other workers' load (shared state): a round trip, outside the lock
         with self.learning.lock:  # one consistent view of the pool, the predictors and the feedback net
@@ -693,6 +693,7 @@ class MixLLMRouter:
         return self._caller
 
     def _callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]:
+        candidates = candidate_names(candidates)
         names = [n for n in (candidates if candidates is not None else self.pool.names) if n in self._clients]
         if tools:
             names = [n for n in names if self.pool.get(n).supports_tools and self._clients[n].supports_tools]
