@@ -76,9 +76,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from ._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidateError
+from ._settings import Settings
+from ._validate import finite_real
 from .journal import FeedbackEvent, FeedbackJournal, _canonical, _checksum  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
@@ -105,43 +107,66 @@ class JournalWarning(UserWarning):
     """A journal entry was skipped on replay (e.g. its candidate is no longer in the pool)."""
 
 
-class LearningSettings(BaseModel):
-    """How the router learns from feedback (``RouterConfig.learning``)."""
+#: Range of a ridge prior strength λ0 / ρ0: ``A⁻¹ = I/λ0`` must stay finite, and ``λ0·I + XᵀX`` well
+#: conditioned enough to invert even when every training query is the same text.
+PRIOR_MIN = 1e-6
+PRIOR_MAX = 1e8
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+def _path_text(value: str | None) -> str | None:
+    """A path setting: a NUL byte would make every later ``open`` raise a raw ``ValueError``."""
+    if value is not None and "\x00" in value:
+        raise ValueError("a path may not contain a NUL byte")
+    return value
+
+
+class LearningSettings(Settings):
+    """How the router learns from feedback (``RouterConfig.learning``).
+
+    Every number is finite and bounded (``allow_inf_nan=False`` plus an upper bound): ``inf``
+    used to be accepted and to break only at ``save()``, a huge ``hidden`` to raise
+    ``MemoryError`` half-way through applying an event.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     journal_path: str | None = Field(
         default=None, description="Feedback journal (JSON lines); None: feedback is not made durable."
     )
     journal_fsync: bool = Field(default=True, description="fsync the journal after every event (durable, ~ms).")
-    batch_size: int = Field(default=1, ge=1, description="Apply queued feedback every this many events.")
-    learning_rate: float = Field(default=0.05, gt=0, description="η of the feedback-score network.")
-    hidden: int = Field(default=16, ge=0, description="Trunk width of the feedback-score network (0: linear).")
+    batch_size: int = Field(default=1, ge=1, le=1_000_000, description="Apply queued feedback every this many events.")
+    learning_rate: float = Field(default=0.05, gt=0, le=1e3, description="η of the feedback-score network.")
+    hidden: int = Field(default=16, ge=0, le=4096, description="Trunk width of the feedback-score network (0: linear).")
     baseline_rate: float = Field(default=0.01, gt=0, le=1, description="β of the running-mean baseline.")
-    prior_variance: float = Field(default=0.25, gt=0, description="v0: prior Var[s_l] (0.25 = a fair coin).")
-    prior_count: float = Field(default=8.0, ge=0, description="n0: pseudo-observations behind v0.")
-    epsilon: float = Field(default=0.01, gt=0, description="ε in κ = 1/(Var + ε).")
+    prior_variance: float = Field(default=0.25, ge=1e-9, le=1e6, description="v0: prior Var[s_l] (0.25 = a fair coin).")
+    prior_count: float = Field(default=8.0, ge=0, le=1e9, description="n0: pseudo-observations behind v0.")
+    epsilon: float = Field(default=0.01, ge=1e-9, le=1e6, description="ε in κ = 1/(Var + ε).")
     new_candidate_prior_weight: float | None = Field(
-        default=None, gt=0, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
+        default=None, ge=PRIOR_MIN, le=PRIOR_MAX, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
     )
-    remember_feedback_ids: int = Field(default=100_000, gt=0, description="Decisions remembered as already rated.")
+    remember_feedback_ids: int = Field(default=100_000, gt=0, le=100_000_000, description="Decisions remembered as already rated.")
     change_detection: bool = Field(
         default=True,
         description="Watch each candidate's outcomes against its predictions with a two-sided Bernoulli CUSUM; on "
                     "an alarm, soften its ridge so new outcomes outweigh the old ones (a model changed behind its name).",
     )
     change_threshold: float = Field(
-        default=9.2, gt=0, description="h: CUSUM alarm level in nats of evidence (9.2 = ln 10⁴: a false alarm about "
+        default=9.2, gt=0, le=1e6, description="h: CUSUM alarm level in nats of evidence (9.2 = ln 10⁴: a false alarm about "
                                        "once in 10⁴ or more events per candidate and side)."
     )
     change_shift: float = Field(
-        default=1.0, gt=0, description="δ: the change in log-odds of a good answer the CUSUM is tuned to detect."
+        default=1.0, gt=0, le=20, description="δ: the change in log-odds of a good answer the CUSUM is tuned to detect."
     )
     change_softening: float = Field(
         default=0.05, gt=0, le=1,
         description="c: on an alarm the ridge keeps its prior and c of its data (A ← λ0·I + c·Σxxᵀ, b ← c·b).",
     )
-    change_warmup: int = Field(default=30, ge=2, description="Events of a candidate before its CUSUM starts.")
+    change_warmup: int = Field(default=30, ge=2, le=1_000_000, description="Events of a candidate before its CUSUM starts.")
+
+    @field_validator("journal_path")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return _path_text(value)
 
 
 # ---------------------------------------------------------------------------------- exploration
@@ -178,21 +203,30 @@ def parse_score(score: Any) -> float:
         return 1.0 if score else 0.0
     if not isinstance(score, (int, float, np.integer, np.floating)):
         raise FeedbackError(f"feedback score must be a bool or a number in [0, 1], got {type(score).__name__}")
-    value = float(score)
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise FeedbackError(f"feedback score must be in [0, 1] (1 = good), got {score!r}")
-    return value
+    return finite_real(score, "feedback score (1 = good)", FeedbackError, minimum=0.0, maximum=1.0)
 
 
-def _optional_nonneg(value: Any, what: str) -> float | None:
+def _finite_or_none(value: Any) -> float | None:
+    """A number recorded by a client (output tokens, cost), or None when it is absent or unusable."""
+    try:
+        number = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
+
+
+#: Largest output length or latency a feedback event may carry (far above any real call; keeps the
+#: log-cost targets and the load statistics finite).
+_MAX_TOKENS = 1e9
+_MAX_LATENCY_S = 1e7
+
+
+def _optional_nonneg(value: Any, what: str, maximum: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise FeedbackError(f"{what} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise FeedbackError(f"{what} must be finite and >= 0, got {value!r}")
-    return value
+    return finite_real(value, what, FeedbackError, minimum=0.0, maximum=maximum)
 
 
 # ---------------------------------------------------------------------------------- score net
@@ -430,6 +464,7 @@ class OnlineLearner:
         self.priors: dict[str, str] = {}  # new candidate -> where its prior came from
         self._rated: OrderedDict[str, None] = OrderedDict()
         self._bank_buf: np.ndarray | None = None
+        self._spare_net: FeedbackScoreNet | None = None  # allocated by _prepare before the first event
         self.n_events = 0
         self.apply_seconds = 0.0
         self.detector = ResidualChangeDetector(self.settings)
@@ -446,8 +481,8 @@ class OnlineLearner:
     ) -> FeedbackEvent:
         """Validate, journal, then apply (or queue) one feedback event. See MixLLMRouter.feedback."""
         value = parse_score(score)
-        out_tokens = _optional_nonneg(output_tokens, "output_tokens")
-        latency = _optional_nonneg(latency_s, "latency_s")
+        out_tokens = _optional_nonneg(output_tokens, "output_tokens", _MAX_TOKENS)
+        latency = _optional_nonneg(latency_s, "latency_s", _MAX_LATENCY_S)
         router._check_fitted()
         record = router.decisions.get(str(key))
         if record is None:
@@ -463,21 +498,24 @@ class OnlineLearner:
                 )
             if record.decision_id in self._rated:
                 raise FeedbackError(f"decision {record.decision_id} already received feedback; each decision is rated once")
-            if out_tokens is None and record.output_tokens is not None:
-                out_tokens = float(record.output_tokens)
+            if out_tokens is None:
+                out_tokens = _finite_or_none(record.output_tokens)
+            embedding = np.asarray(record.embedding, dtype=np.float32).reshape(-1)
             shared = router.state.shares_feedback
             if not shared and self.journal is not None:
                 self.journal.open()  # before numbering: a refused or damaged journal allocates nothing
+            if not shared:
+                self._prepare(router, embedding)  # everything that can fail, before the journal line
             event = FeedbackEvent(
                 seq=0 if shared else self._allocate_seq(),
                 decision_id=record.decision_id,
                 candidate=candidate,
                 score=value,
-                embedding=np.asarray(record.embedding, dtype=np.float32).reshape(-1),
+                embedding=embedding,
                 input_tokens=float(record.input_tokens),
                 output_tokens=out_tokens,
                 latency_s=latency,
-                cost_usd=None if record.cost_usd is None else float(record.cost_usd),
+                cost_usd=_finite_or_none(record.cost_usd),
                 created_at=time.time(),
             )
             if shared:
@@ -499,6 +537,24 @@ class OnlineLearner:
                 if len(self.pending) >= self.settings.batch_size:
                     self.flush(router)
         return event
+
+    def _prepare(self, router: MixLLMRouter, embedding: np.ndarray) -> None:
+        """Check and allocate what applying one more event needs, before it is journaled.
+
+        An event is applied all or nothing: what can fail (a wrong embedding, the memory for the
+        feedback network and the bank's next rows) fails here, before the journal line is written
+        and before any learnt state changes; what is left in :meth:`apply` is arithmetic on
+        validated, finite numbers. The allocations change no prediction (an untrained network
+        adds nothing to the meta score; the bank's new capacity holds no rows yet).
+        """
+        bank = router.bank_
+        assert bank is not None
+        if embedding.shape != (bank.shape[1],) or not np.isfinite(embedding).all():
+            raise FeedbackError(f"the decision's embedding has shape {embedding.shape} or non-finite values; "
+                                f"the router's bank has dimension {bank.shape[1]}")
+        if self.net is None and self._spare_net is None:  # built now, adopted by the first apply
+            self._spare_net = FeedbackScoreNet(bank.shape[1], self.settings, seed=self.seed)
+        self._reserve_bank(router, len(self.pending) + 1)
 
     def _allocate_seq(self) -> int:
         if self.journal is not None:
@@ -558,25 +614,32 @@ class OnlineLearner:
     def _net(self, router: MixLLMRouter) -> FeedbackScoreNet:
         if self.net is None:
             assert router.bank_ is not None
-            self.net = FeedbackScoreNet(router.bank_.shape[1], self.settings, seed=self.seed)
+            spare, self._spare_net = self._spare_net, None
+            if spare is None or spare.dim != router.bank_.shape[1]:
+                spare = FeedbackScoreNet(router.bank_.shape[1], self.settings, seed=self.seed)
+            self.net = spare
         return self.net
 
-    def _append_bank(self, router: MixLLMRouter, embedding: np.ndarray) -> int:
-        """Append to ``router.bank_`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
+    def _reserve_bank(self, router: MixLLMRouter, extra: int) -> None:
+        """Make room for ``extra`` more rows in the buffer ``router.bank_`` is a view of."""
         bank = router.bank_
         assert bank is not None
         n = bank.shape[0]
         buf = self._bank_buf
-        if buf is None or bank.base is not buf or n > buf.shape[0] or not np.shares_memory(bank, buf):
-            buf = np.empty((max(2 * n, 1024), bank.shape[1]), dtype=bank.dtype)
-            buf[:n] = bank
-        elif n == buf.shape[0]:
-            grown = np.empty((2 * n, bank.shape[1]), dtype=bank.dtype)
-            grown[:n] = buf[:n]
-            buf = grown
-        buf[n] = embedding
-        self._bank_buf = buf
-        router.bank_ = buf[: n + 1]
+        if buf is not None and bank.base is buf and np.shares_memory(bank, buf) and n + extra <= buf.shape[0]:
+            return
+        grown = np.empty((max(2 * (n + extra), 1024), bank.shape[1]), dtype=bank.dtype)
+        grown[:n] = bank
+        self._bank_buf = grown
+        router.bank_ = grown[:n]
+
+    def _append_bank(self, router: MixLLMRouter, embedding: np.ndarray) -> int:
+        """Append to ``router.bank_`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
+        self._reserve_bank(router, 1)
+        assert router.bank_ is not None and self._bank_buf is not None
+        n = router.bank_.shape[0]
+        self._bank_buf[n] = embedding
+        router.bank_ = self._bank_buf[: n + 1]
         return n
 
     def _after_change(self, router: MixLLMRouter, name: str) -> None:
@@ -832,6 +895,7 @@ class OnlineLearner:
             self.detector = other.detector
             self.pending = []
             self._bank_buf = None
+            self._spare_net = None
 
     # -- persistence ---------------------------------------------------------------------------
     def state(self, router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -97,9 +97,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from ._exceptions import CheckpointError, ConfigError, DataError, UnknownCandidateError
+from ._settings import Settings
 
 __all__ = [
     "MAX_EXPONENT",
@@ -160,32 +161,25 @@ def latency_penalty(
     return float(penalty) if scalar else penalty
 
 
-class LatencySettings(BaseModel):
+class LatencySettings(Settings):
     """The latency penalty ``P(W; τ, ξ)``, its weight β and the hard limit at τ.
 
-    Constructing it with bad values raises pydantic's ``ValidationError`` (the router's
-    ``make_config`` turns that into :class:`ConfigError`); :meth:`create` raises
-    :class:`ConfigError` directly.
+    Constructing it with bad values (also ``inf``/NaN) raises :class:`ConfigError`, as
+    :meth:`create` does.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    tolerance_s: float = Field(default=30.0, gt=0, description="τ: the longest wait a user accepts.")
+    tolerance_s: float = Field(default=30.0, gt=0, le=1e7, description="τ: the longest wait a user accepts.")
     xi: float = Field(default=0.8, gt=0, le=1, description="ξ: the penalty starts at ξ·τ.")
-    weight: float = Field(default=0.0, ge=0, description="β: weight of the penalty in the meta score.")
+    weight: float = Field(default=0.0, ge=0, le=1e6, description="β: weight of the penalty in the meta score.")
     hard_limit: bool = Field(default=True, description="Candidates past τ are chosen only when all are.")
-    eps: float = Field(default=1e-6, gt=0, description="ε: keeps the exponent finite when ξ = 1.")
+    eps: float = Field(default=1e-6, ge=1e-12, le=1.0, description="ε: keeps the exponent finite when ξ = 1.")
 
     @classmethod
     def create(cls, **values: Any) -> LatencySettings:
-        """Like the constructor, but raises :class:`ConfigError` listing every invalid field."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<latency>'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid latency settings: {problems}") from None
+        """The constructor under another name (kept for callers that used it to get ConfigError)."""
+        return cls(**values)
 
     def penalty(self, wait_s: float | np.ndarray) -> float | np.ndarray:
         """``P(W)`` with these settings (see :func:`latency_penalty`)."""

@@ -133,9 +133,9 @@ def test_settings_defaults_validation_and_json():
     s = LatencySettings()
     assert (s.tolerance_s, s.xi, s.weight, s.hard_limit) == (30.0, 0.8, 0.0, True)
     for bad in ({"tolerance_s": 0}, {"xi": 0}, {"xi": 1.01}, {"weight": -1}, {"tolerance_s": math.inf}, {"foo": 1}):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ConfigError, match="invalid LatencySettings"):
             LatencySettings(**bad)
-        with pytest.raises(ConfigError, match="invalid latency settings"):
+        with pytest.raises(ConfigError, match="invalid LatencySettings"):
             LatencySettings.create(**bad)
     with pytest.raises(ValidationError):
         s.xi = 0.5  # frozen

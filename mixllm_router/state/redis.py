@@ -69,9 +69,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from .._exceptions import ConfigError, FeedbackError, SharedStateError
+from .._settings import Settings
 from .base import SharedState, SharedStateWarning, StateStatus
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def seq_from_stream_id(stream_id: bytes | str) -> int:
     return int(ms) * 1_000_000 + int(n or 0)
 
 
-class RedisStateSettings(BaseModel):
+class RedisStateSettings(Settings):
     """Options of :class:`RedisState` (validated; a bad value raises :class:`ConfigError`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
