@@ -62,8 +62,10 @@ A missing required column always raises, whatever ``on_error`` says: there is no
 from __future__ import annotations
 
 import ast
+import decimal
 import hashlib
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -117,8 +119,53 @@ class DataIssue:
 
 
 def query_id_for(text: str) -> str:
-    """The id derived for a query without one: first 16 hex digits of its text's SHA-256."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """The id derived for a query without one: first 16 hex digits of its text's SHA-256.
+
+    Lone surrogates (a broken JSON escape) are hashed as they are (``surrogatepass``), so such a
+    text still gets an id, the same one every time.
+    """
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _is_missing(v: Any) -> bool:
+    """None, NaN (float, numpy, Decimal) or pandas' NA/NaT, without comparisons that raise on
+    ``Decimal('sNaN')`` (pandas' own ``isna`` does)."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    if isinstance(v, decimal.Decimal):
+        return v.is_nan()
+    return False
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (a name must be printable and encodable)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _one_number(v: Any) -> Any:
+    """One cell of a numeric column, made safe for ``pd.to_numeric``: numbers become floats
+    (``±inf`` when too large for a float, NaN-marked ``"bad"`` when not real), strings stay."""
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, (bool, np.bool_)):
+        return float(v)
+    if isinstance(v, (numbers.Real, decimal.Decimal, np.integer, np.floating)):
+        try:
+            return float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+        except (ValueError, decimal.InvalidOperation):  # Decimal('sNaN')
+            return _BAD
+    return _BAD  # complex, bytes, lists, dicts, arbitrary objects
+
+
+_BAD = "<not a number>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,14 +205,15 @@ class _Collector:
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Object Series of str or None (NaN/None -> None; non-strings -> str)."""
-    values = series.to_numpy(dtype=object, na_value=None)
+    values = series.to_numpy(dtype=object)
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        if _is_missing(v):
             out[i] = None
         else:
             # ids read as floats (a numeric column with gaps) come back as "7", not "7.0"
-            out[i] = v if isinstance(v, str) else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+            text = v if isinstance(v, str) else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+            out[i] = _valid_unicode(text)
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -176,13 +224,11 @@ def _to_number(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64"), np.zeros(len(series), dtype=bool)
     raw = series.astype(object)
-    blank = raw.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
-                    or (isinstance(v, str) and not v.strip()))
-    stripped = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
-    stripped = stripped.where(~blank, np.nan)
-    numbers = pd.to_numeric(stripped, errors="coerce").astype("float64")
-    bad = (numbers.isna() & ~blank).to_numpy(dtype=bool)
-    return numbers, bad
+    blank = raw.map(lambda v: _is_missing(v) or (isinstance(v, str) and not v.strip()))
+    cells = raw.map(_one_number).where(~blank, np.nan)
+    parsed = pd.to_numeric(cells, errors="coerce").astype("float64")
+    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool)
+    return parsed, bad
 
 
 def _validate(
@@ -390,6 +436,8 @@ class RoutingDataset:
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], **kw: Any) -> RoutingDataset:
         """Validate an iterable of dicts, one per (query, model) outcome."""
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise DataError(f"records must be an iterable of mappings (one per outcome), got {type(records).__name__}")
         rows = list(records)
         for i, r in enumerate(rows):
             if not isinstance(r, Mapping):
