@@ -54,6 +54,9 @@ class StateStatus:
     checkpoint_version: int = 0
     #: requests of other processes seen in flight at the last sync, per candidate
     remote_in_flight: Mapping[str, int] | None = None
+    #: times the store was seen to have lost this namespace's state (restarted empty, or restored
+    #: from an older snapshot): its epoch changed, or its latest version fell below ours
+    store_resets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,6 +33,15 @@ published state.
 
 **Checkpoints.** A version is the files of an ordinary checkpoint folder (JSON manifest +
 safetensors) in the hash ``{ns}:ckpt:<version>``, with ``{ns}:ckpt:latest`` naming the newest.
+Version numbers are ``max(previous + 1, server time in µs)``: they increase with every publication
+and stay ordered across a Redis that restarted empty (or was restored from an older snapshot), as
+stream ids do, so a worker on version ``N`` adopts the first version published after a wipe
+instead of ignoring versions ``1, 2, …`` as older than its own (and ``wait_for_version`` cannot
+report a version it never loaded). A wipe is also *noticed*: the namespace carries a random epoch
+``{ns}:epoch`` (created by the first worker or learner); a worker that sees it change, or sees the
+latest version fall below its own, logs a warning, emits a :class:`SharedStateWarning` and counts
+it in ``status().store_resets``, and keeps routing with the model it has until a newer one is
+published.
 Workers poll ``latest`` (every ``checkpoint_poll_s``, piggybacked on the sync) and load a newer
 version in a background thread, then swap it in under the router's lock: a route sees the old model
 or the new one, never half of each. The superseded version expires after ``keep_old_s``, older
@@ -57,6 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -83,6 +93,8 @@ if TYPE_CHECKING:
     from ..router import MixLLMRouter
 
 __all__ = ["RedisState", "RedisStateSettings", "seq_from_stream_id"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -119,6 +131,17 @@ return out
 _FEEDBACK = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return false end
 return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
+"""
+
+# The next checkpoint version: max(counter + 1, server time in microseconds); also makes sure the
+# namespace has an epoch.  KEYS: counter, epoch   ARGV: a new epoch id.  Returns the version as text.
+_NEXT_VERSION = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, now)
+redis.call('SET', KEYS[1], string.format('%d', v))
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+return string.format('%d', v)
 """
 
 _WRITE_COALESCE_S = 0.01  # the decision writer waits this long after a wake-up before writing
@@ -217,6 +240,7 @@ class RedisState(SharedState):
         self._lease_script = client.register_script(_LEASE)
         self._sync_script = client.register_script(_SYNC)
         self._feedback_script = client.register_script(_FEEDBACK)
+        self._version_script = client.register_script(_NEXT_VERSION)
         self._lock = threading.Lock()  # guards the fields below
         self._sync_lock = threading.Lock()  # one sync at a time; others skip (the hot path never queues)
         self._live: dict[int, tuple[LoadTicket, float]] = {}  # ticket id -> (ticket, monotonic start)
@@ -236,6 +260,10 @@ class RedisState(SharedState):
         self._last_error: str | None = None
         self._router: MixLLMRouter | None = None
         self.checkpoint_version = 0
+        self._epoch: bytes | None = None  # the namespace's epoch as this process last saw it
+        self._resets = 0
+        self._lowest_latest_warned: int | None = None
+        self._epoch_changed = False
         self._fetching = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -451,6 +479,9 @@ class RedisState(SharedState):
                     tracker.record_finish(name, service, started_tokens, out_tokens, ttft)
             if latest and latest > self.checkpoint_version:
                 self._pick_up(latest)
+            elif poll and latest < self.checkpoint_version:
+                self._versions_went_back(latest)
+            self._epoch_changed = False
         finally:
             self._sync_lock.release()
 
@@ -463,6 +494,7 @@ class RedisState(SharedState):
         if streams:
             pipe.xread(streams, count=self.settings.service_window)
         if poll:
+            pipe.get(self.key("epoch"))
             pipe.get(self.key("ckpt", "latest"))
         replies = pipe.execute()
         server = replies[0]
@@ -490,8 +522,42 @@ class RedisState(SharedState):
                         finish = (name, float(fields[b"s"]), _number(fields, b"st"), _number(fields, b"ot"),
                                   _number(fields, b"ft"))
                         finishes.append(finish)
-        latest = int(replies[-1]) if poll and replies[-1] is not None else 0
+        latest = 0
+        if poll:
+            self._check_epoch(replies[-2])
+            latest = int(replies[-1]) if replies[-1] is not None else 0
         return remote, finishes, latest
+
+    # -- noticing a wiped store ---------------------------------------------------------------------
+    def _check_epoch(self, seen: bytes | None) -> None:
+        """Compare the namespace's epoch with the one seen before; a change means a wiped store."""
+        if seen is None:  # a fresh namespace, or a wiped one: the first to notice gives it an epoch
+            mine = uuid.uuid4().hex.encode()
+            self.client.set(self.key("epoch"), mine, nx=True)
+            seen = self.client.get(self.key("epoch")) or mine
+        previous, self._epoch = self._epoch, seen
+        if previous is not None and previous != seen:
+            self._epoch_changed = True  # the same wipe: its lower latest version is not said again
+            self._reset_noticed(f"its epoch changed from {previous.decode(errors='replace')} to "
+                                f"{seen.decode(errors='replace')}")
+
+    def _versions_went_back(self, latest: int) -> None:
+        if self._lowest_latest_warned is not None and latest >= self._lowest_latest_warned:
+            return  # already said for this (or a lower) latest version
+        self._lowest_latest_warned = latest
+        if self._epoch_changed:
+            return
+        self._reset_noticed(f"its latest checkpoint version is {latest or 'none'}, below the {self.checkpoint_version} "
+                            "this worker routes with")
+
+    def _reset_noticed(self, why: str) -> None:
+        with self._lock:
+            self._resets += 1
+        message = (f"Redis at {self.url} lost the state of namespace {self.settings.namespace!r} (restarted empty or "
+                   f"restored from an older snapshot): {why}. Still routing with checkpoint version "
+                   f"{self.checkpoint_version}; the next version published is newer and will be picked up")
+        logger.warning(message)
+        warnings.warn(message, SharedStateWarning, stacklevel=4)
 
     # -- decisions (DecisionMirror) -----------------------------------------------------------------
     def put_decision(self, record: DecisionRecord) -> None:
@@ -626,7 +692,8 @@ class RedisState(SharedState):
             files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
         def publish() -> int:
-            version = int(self.client.incr(self.key("ckpt", "counter")))
+            version = int(self._version_script(keys=[self.key("ckpt", "counter"), self.key("epoch")],
+                                               args=[uuid.uuid4().hex]))
             previous = self.client.get(self.key("ckpt", "latest"))
             older = [int(v) for v in self.client.zrange(self.key("ckpt", "versions"), 0, -1)]
             older = [v for v in older if previous is None or v < int(previous)]
@@ -682,6 +749,7 @@ class RedisState(SharedState):
                 if got > self.checkpoint_version:
                     router._adopt(fresh)
                     self.checkpoint_version = got
+                    self._lowest_latest_warned = None
             except Exception as exc:  # noqa: BLE001 - a failed pick-up must not take the worker down
                 self._note_error(f"pick up checkpoint {version}: {type(exc).__name__}: {exc}")
                 warnings.warn(f"could not load published checkpoint {version}: {exc}; still routing with "
@@ -713,6 +781,7 @@ class RedisState(SharedState):
                 backend="redis", connected=self._connected, outages=self._outages, errors=self._errors,
                 last_error=self._last_error, buffered_feedback=len(self._buffer),
                 checkpoint_version=self.checkpoint_version, remote_in_flight=dict(self._remote_counts),
+                store_resets=self._resets,
             )
 
     def __repr__(self) -> str:

@@ -62,7 +62,7 @@ def test_learner_applies_the_stream_and_workers_pick_it_up(checkpoint, redis_url
     expected = reference(checkpoint, redis_url)  # before the learner trims the stream
     learner = FeedbackLearner(MixLLMRouter.load(checkpoint, encoder=HashingEncoder()),
                               RedisState(redis_url, namespace="t"), publish_every=10, batch=4)
-    assert learner.start() == 1
+    assert learner.start() > 0  # the first version (time-based: versions stay ordered across a wipe)
     assert learner.run(idle_exit_s=0.5) == 30
     assert learner.stats["unacknowledged"] == 0
     import redis

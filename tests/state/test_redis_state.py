@@ -174,14 +174,14 @@ def test_publish_and_fetch_round_trip(checkpoint, redis_url, synthetic_data):
         state.fetch_checkpoint()
     v1 = state.publish_checkpoint(a)
     v2 = state.publish_checkpoint(a)
-    assert (v1, v2) == (1, 2) and state.latest_version() == 2
-    assert 0 < state.client.ttl(state.key("ckpt", "1")) <= 60  # superseded: expires soon
-    state.publish_checkpoint(a)
-    assert not state.client.exists(state.key("ckpt", "1"))  # two versions back: gone at once
-    assert state.client.exists(state.key("ckpt", "2")) and state.client.exists(state.key("ckpt", "3"))
+    assert 0 < v1 < v2 and state.latest_version() == v2  # time-based: ordered, not consecutive
+    assert 0 < state.client.ttl(state.key("ckpt", str(v1))) <= 60  # superseded: expires soon
+    v3 = state.publish_checkpoint(a)
+    assert not state.client.exists(state.key("ckpt", str(v1)))  # two versions back: gone at once
+    assert state.client.exists(state.key("ckpt", str(v2))) and state.client.exists(state.key("ckpt", str(v3)))
     version, loaded = state.fetch_checkpoint(encoder=HashingEncoder())
     queries = ["Solve this matrix problem number 1: compute the matrix value step by step."]
-    assert version == 3
+    assert version == v3
     np.testing.assert_allclose(loaded.predict(queries).quality, a.predict(queries).quality)
     a.state.close()
 
@@ -219,6 +219,46 @@ def test_workers_swap_in_new_versions_while_routing(checkpoint, redis_url, synth
         t.join()
     assert not errors, errors
     assert busy.state.status().checkpoint_version == last
+    np.testing.assert_allclose(busy.predict(queries).quality, publisher.predict(queries).quality)
+    publisher.state.close(), busy.state.close()
+
+
+def test_versions_stay_ordered_when_redis_restarts_empty(checkpoint, redis_server, redis_url, caplog):
+    """Issue 15 item 6: after a restart with no data the counter started again at 1, a worker on
+    version N ignored every new version, and wait_for_version reported success all the same."""
+    import logging
+    import shutil
+
+    publisher = worker(checkpoint, redis_url)
+    busy = worker(checkpoint, redis_url, checkpoint_poll_s=0.01, retry_s=0.05)
+    queries = ["Solve this matrix problem number 1: compute the matrix value step by step."]
+    rng = np.random.default_rng(0)
+
+    def new_model() -> None:
+        for model in publisher.predictors_.values():
+            model.linear.b = model.linear.b + rng.normal(size=model.linear.b.shape)
+
+    for _ in range(3):
+        new_model()
+        last = publisher.state.publish_checkpoint(publisher)
+    assert busy.state.wait_for_version(last, timeout_s=10)
+    redis_server.stop()  # restart empty: no append-only file, no snapshot
+    for item in redis_server.folder.iterdir():
+        if item.name != "redis.log":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    redis_server.start()
+    with caplog.at_level(logging.WARNING, logger="mixllm_router.state.redis"):
+        deadline = time.monotonic() + 10
+        while busy.state.status().store_resets == 0 and time.monotonic() < deadline:
+            busy.route(queries[0])  # routing syncs (and polls): the worker notices the wipe
+            time.sleep(0.02)
+        assert busy.state.status().store_resets == 1
+        assert any("lost the state" in r.getMessage() for r in caplog.records)
+        new_model()
+        after = RedisState(redis_url, namespace="t").publish_checkpoint(publisher)  # e.g. a restarted learner
+        assert after > last
+        assert busy.state.wait_for_version(after, timeout_s=10)
+    assert busy.state.status().checkpoint_version == after
     np.testing.assert_allclose(busy.predict(queries).quality, publisher.predict(queries).quality)
     publisher.state.close(), busy.state.close()
 
