@@ -244,6 +244,9 @@ class FeedbackLearner:
         applied_at_start = self.applied
         while not (stop is not None and stop.is_set()):
             try:
+                # the first steps start the learner (publishing may take longer than idle_exit_s) and
+                # drain its backlog: they have not waited for new events yet
+                draining = self._backlog or not self._started
                 handled = self.step()
             except SharedStateError as exc:
                 if "another learner" in str(exc):
@@ -251,7 +254,7 @@ class FeedbackLearner:
                 warnings.warn(f"learner: {exc}; retrying", SharedStateWarning, stacklevel=2)
                 time.sleep(self.state.settings.retry_s)
                 continue
-            if handled:
+            if handled or draining:
                 idle_since = time.monotonic()
             elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s and not self._unacked:
                 break
