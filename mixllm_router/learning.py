@@ -201,8 +201,6 @@ def parse_score(score: Any) -> float:
     """A feedback score as a float in [0, 1]; ``True``/``False`` are thumbs up/down."""
     if isinstance(score, (bool, np.bool_)):
         return 1.0 if score else 0.0
-    if not isinstance(score, (int, float, np.integer, np.floating)):
-        raise FeedbackError(f"feedback score must be a bool or a number in [0, 1], got {type(score).__name__}")
     return finite_real(score, "feedback score (1 = good)", FeedbackError, minimum=0.0, maximum=1.0)
 
 
@@ -224,8 +222,6 @@ _MAX_LATENCY_S = 1e7
 def _optional_nonneg(value: Any, what: str, maximum: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise FeedbackError(f"{what} must be a number, got {type(value).__name__}")
     return finite_real(value, what, FeedbackError, minimum=0.0, maximum=maximum)
 
 
