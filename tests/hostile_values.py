@@ -121,7 +121,8 @@ def field_values(model: type) -> st.SearchStrategy[dict[str, Any]]:
                 v = getattr(meta, attr, None)
                 if v is not None:
                     bounds += [v, v * (1 + 1e-12) if v else 1e-300, v * (1 - 1e-12) if v else -1e-300, v + 1, v - 1]
-    value = st.one_of(numbers(), st.sampled_from(bounds or [0]), st.text(max_size=8),
+    edge = st.sampled_from(bounds or [0])  # weighted: most examples sit on or next to a bound
+    value = st.one_of(edge, edge, edge, numbers(), st.text(max_size=8),
                       st.sampled_from(["\x00", "a\x00b", "hashing", "ridge+knn", "ucb", "thompson", "head", "hf"]))
     return st.dictionaries(st.sampled_from(names), value, max_size=4)
 
