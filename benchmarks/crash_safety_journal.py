@@ -101,7 +101,7 @@ def kills(workdir: Path, trials: int, rotate: int, seed: int) -> dict:
     journal = workdir / "feedback.jsonl"
     ckpt = workdir / "ckpt"
     fitted(journal).save(ckpt)
-    router = MixLLMRouter.load(ckpt, encoder=ENC)
+    router = MixLLMRouter.load(ckpt, encoder=ENC, journal_path=journal)
     router.learning.close()
     acked_since_save: list[int] = []
     faults: list[str] = []
@@ -138,7 +138,7 @@ def kills(workdir: Path, trials: int, rotate: int, seed: int) -> dict:
         if (trial + 1) % rotate == 0 or trial == trials - 1:
             reloads += 1
             try:
-                loaded = MixLLMRouter.load(ckpt, encoder=ENC)  # checkpoint + replay of this journal
+                loaded = MixLLMRouter.load(ckpt, encoder=ENC, journal_path=journal)  # checkpoint + replay
                 events = FeedbackJournal(journal).read()
                 if acked_since_save and loaded.learning.applied_seq < max(acked_since_save):
                     faults.append(f"trial {trial}: applied_seq {loaded.learning.applied_seq} < last acknowledged")

@@ -123,7 +123,7 @@ def test_a_reused_sequence_number_is_an_error_not_a_silent_drop(tmp_path: Path) 
     with pytest.raises(FeedbackError, match="sequence number 2"):
         FeedbackJournal(path).read()
     with pytest.raises(CheckpointError, match="sequence number 2"):
-        MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC)
+        MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=path)
     before = path.read_bytes()
     router = make_router(tmp_path)
     with pytest.raises(FeedbackError, match="sequence number 2"):  # nor is it appended to
@@ -135,7 +135,7 @@ def test_a_line_written_twice_is_applied_once(tmp_path: Path) -> None:
     path, lines = _journal_with_lines(tmp_path)
     path.write_text("".join(lines[:2] + [lines[1]] + lines[2:]))  # the same event twice (a copied line)
     assert [e.seq for e in FeedbackJournal(path).read()] == [1, 2, 3]
-    assert MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC).learning.n_events == 3
+    assert MixLLMRouter.load(tmp_path / "ckpt", encoder=ENC, journal_path=path).learning.n_events == 3
 
 
 def test_sequence_numbers_going_back_are_an_error(tmp_path: Path) -> None:
