@@ -21,8 +21,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::mixllm_router.state.SharedState
 
 
 @pytest.fixture()
-def checkpoint(tmp_path, fitted_router):
-    return fitted_router.save(tmp_path / "ckpt")
+def checkpoint(tmp_path, synthetic_data):
+    """A router whose config builds the encoder it was trained with (``mixllm learn --router``
+    loads it without ``encoder=``, and a load checks the encoder's fingerprint)."""
+    router = MixLLMRouter(config={"encoder": {"kind": "hashing", "use_cache": False}}, prior_strength=1.0,
+                          calibration_folds=3)
+    return router.fit(synthetic_data).save(tmp_path / "ckpt")
 
 
 def give_feedback(checkpoint, url, queries, n, seed=0):
