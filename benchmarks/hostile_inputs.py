@@ -52,6 +52,8 @@ from hostile_values import (  # noqa: E402
 )
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
+from mixllm_router.learning import FeedbackJournal  # noqa: E402
+
 COUNTS: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 ESCAPED: list[str] = []
 
@@ -98,6 +100,9 @@ def main() -> int:
         run("table:records", n(600), table_cells(), lambda cells: check_table(cells, "records"))
         run("table:pandas", n(600), table_cells(), lambda cells: check_table(cells, "pandas"))
         journaled.learning.close()
+        events = FeedbackJournal(Path(tmp) / "feedback.jsonl").read()  # the journal of every accepted event
+        if len(events) != journaled.learning.n_events or len({e.seq for e in events}) != len(events):
+            ESCAPED.append(f"feedback journal: {len(events)} entries for {journaled.learning.n_events} events")
     total = sum(sum(c.values()) for c in COUNTS.values())
     escaped = sum(c["escaped"] for c in COUNTS.values())
     refused = sum(c["refused"] for c in COUNTS.values())
@@ -107,7 +112,7 @@ def main() -> int:
         print(text)
     if args.json:
         print(json.dumps({k: dict(v) for k, v in COUNTS.items()}))
-    return 1 if escaped else 0
+    return 1 if escaped or ESCAPED else 0
 
 
 if __name__ == "__main__":
