@@ -148,6 +148,15 @@ def _valid_unicode(text: str) -> str:
     return text
 
 
+def _text_of(v: Any) -> str:
+    """``str(v)`` for a cell of a text column, also for an int beyond Python's 4300-digit limit
+    for decimal conversion (written in hex) and for an object whose ``__str__`` fails."""
+    try:
+        return str(v)
+    except Exception:  # noqa: BLE001 - a cell must not take the validation down
+        return f"{v:#x}" if isinstance(v, int) else f"<{type(v).__name__}>"
+
+
 def _one_number(v: Any) -> Any:
     """One cell of a numeric column, made safe for ``pd.to_numeric``: numbers become floats
     (``±inf`` when too large for a float, NaN-marked ``"bad"`` when not real), strings stay."""
@@ -212,7 +221,7 @@ def _as_text(series: pd.Series) -> pd.Series:
             out[i] = None
         else:
             # ids read as floats (a numeric column with gaps) come back as "7", not "7.0"
-            text = v if isinstance(v, str) else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+            text = v if isinstance(v, str) else str(int(v)) if isinstance(v, float) and v.is_integer() else _text_of(v)
             out[i] = _valid_unicode(text)
     return pd.Series(out, index=series.index, dtype=object)
 

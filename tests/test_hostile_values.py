@@ -174,3 +174,19 @@ def test_scores_are_real_numbers_of_any_kind() -> None:
     for bad in ("1", 1j, decimal.Decimal("sNaN"), 10**400, [1]):
         with pytest.raises(FeedbackError):
             parse_score(bad)
+
+
+@pytest.mark.parametrize("field", ["query", "model", "query_id", "task"])
+def test_a_5000_digit_integer_in_a_text_column(field) -> None:
+    """Found by benchmarks/hostile_inputs.py: str() of such an int raises ValueError (Python's
+    4300-digit limit); the cell is now written in hex (an id) or reported."""
+    from hostile_values import table
+
+    from mixllm_router import DataError, RoutingDataset
+
+    rows = table(4)
+    rows[0][field] = 10**5000
+    try:
+        RoutingDataset.from_records(rows)
+    except DataError:
+        pass
