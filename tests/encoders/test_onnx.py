@@ -223,7 +223,8 @@ import sys
 class _Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
-            raise ImportError(f"blocked for this test: {name}")
+            # what a missing package raises (HFEncoder reports only this as "not installed")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)", name=name)
         return None
 sys.meta_path.insert(0, _Block())
 """
