@@ -203,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 drops connections when many clients connect at once
     owner: RuleBasedOpenAIServer
 
 
