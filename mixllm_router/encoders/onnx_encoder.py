@@ -22,8 +22,8 @@ a second worker on a busy machine), and no padding — one query runs at its own
 sorted by length and padded only to its longest member.
 
 Offline means no side effects: ONNX Runtime writes a device id under ``~/.cache/Microsoft/`` when
-imported, unless ``ORT_DISABLE_TELEMETRY`` is set; this module sets it (if the user has not) before
-the first import, so the only files written are the graph cache in the folder the user chose.
+imported, unless ``ORT_DISABLE_TELEMETRY`` is set; :mod:`._onnxruntime` sets it (if the user has not)
+before the first import, so the only files written are the graph cache in the folder the user chose.
 """
 
 from __future__ import annotations
@@ -38,32 +38,14 @@ from typing import Any, Literal
 import numpy as np
 
 from .._exceptions import ConfigError, EncoderError
+from ._onnxruntime import INSTALL_HINT as _INSTALL
+from ._onnxruntime import import_onnxruntime, onnxruntime_available
 from .hf import HFEncoder, Pooling, Truncation, _check_texts, _valid_unicode, truncate_ids
 
 __all__ = ["OnnxEncoder", "onnxruntime_available", "import_onnxruntime"]
 
 Quantize = Literal["fp32", "int8"]
 Optimization = Literal["disabled", "basic", "extended", "all"]
-
-_INSTALL = "pip install 'mixllm-router[onnx]'"
-
-
-def onnxruntime_available() -> bool:
-    """Whether the ONNX backend's packages are installed (checked without importing them)."""
-    from importlib.util import find_spec
-
-    return all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers"))
-
-
-def import_onnxruntime() -> Any:
-    """``import onnxruntime`` with its telemetry off, so importing it writes no file under ``~``."""
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise EncoderError(f"the ONNX encoder backend needs onnxruntime and tokenizers: {_INSTALL}") from exc
-    return onnxruntime
-
 
 class OnnxEncoder:
     """Embed queries with a local BERT encoder folder through ONNX Runtime (CPU).

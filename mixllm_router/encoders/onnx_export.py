@@ -272,7 +272,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
     attention matmuls (``q·kᵀ`` and ``softmax·v``) multiply activations by activations and stay
     fp32: quantising both sides per call costs accuracy and saves little.
     """
-    from .onnx_encoder import import_onnxruntime
+    from ._onnxruntime import import_onnxruntime
 
     import_onnxruntime()
     import onnx
