@@ -79,7 +79,7 @@ warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 from mixllm_router import MixLLMRouter
 from mixllm_router.config import EncoderSettings
-from mixllm_router.router import build_encoder
+from mixllm_router.encoders.backends import build_encoder
 # encoder= explicitly: a checkpoint trained on fp32 vectors refuses to build an int8 encoder by itself
 encoder = build_encoder(EncoderSettings(backend=os.environ["BENCH_BACKEND"], use_cache=False))
 router = MixLLMRouter.load(sys.argv[1], encoder=encoder)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mixllm_router import Candidate, CheckpointError, MixLLMRouter, RoutingDataset
-from mixllm_router.checkpoint import MANIFEST
+from mixllm_router.checkpoint.save_load import MANIFEST
 from mixllm_router.encoders import HashingEncoder
 
 ENC = HashingEncoder(dim=64)

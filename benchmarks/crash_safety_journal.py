@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from mixllm_router import Candidate, FeedbackError, MixLLMRouter, RoutingDataset  # noqa: E402
 from mixllm_router.encoders import HashingEncoder  # noqa: E402
-from mixllm_router.learning import FeedbackJournal  # noqa: E402
+from mixllm_router.learning.learner import FeedbackJournal  # noqa: E402
 
 ENC = HashingEncoder(dim=64)
 MODELS = {"big": (0.9, 0.9, 1e-3), "math-small": (0.85, 0.15, 1e-4), "poet-small": (0.15, 0.85, 1e-4)}
@@ -181,7 +181,7 @@ def make_alias(workdir: Path, real: Path, kind: str) -> Path:
 def writer(router: MixLLMRouter, path: Path, n: int, start_r: int, fd: int, tag: str) -> None:
     """A child: wait for the start signal, give ``n`` events, hold the journal a little, then
     close it and retry the refused ones (the other writer may be done by then)."""
-    from mixllm_router.learning import FeedbackJournal as Journal
+    from mixllm_router.learning.learner import FeedbackJournal as Journal
 
     router.learning.journal = Journal(path)
     os.read(start_r, 1)

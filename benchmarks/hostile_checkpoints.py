@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from mixllm_router import Candidate, MixLLMError, MixLLMRouter, RoutingDataset
-from mixllm_router.checkpoint import MANIFEST, read_checkpoint, write_checkpoint
+from mixllm_router.checkpoint.save_load import MANIFEST, read_checkpoint, write_checkpoint
 from mixllm_router.encoders import HashingEncoder
 
 ENC = HashingEncoder(dim=16)

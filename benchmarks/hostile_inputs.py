@@ -52,7 +52,7 @@ from hostile_values import (  # noqa: E402
 )
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from mixllm_router.learning import FeedbackJournal  # noqa: E402
+from mixllm_router.learning.learner import FeedbackJournal  # noqa: E402
 
 COUNTS: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 ESCAPED: list[str] = []

@@ -38,8 +38,8 @@ from mixllm_router import MixLLMRouter
 from mixllm_router.data import load_routerbench
 from mixllm_router.encoders import default_encoder
 from mixllm_router.evaluation.simulator import SimulationReport, Simulator
-from mixllm_router.load import LatencySettings
-from mixllm_router.policy import ScoreTerms, choose, meta_scores
+from mixllm_router.policy.load import LatencySettings
+from mixllm_router.policy.meta_score import ScoreTerms, choose, meta_scores
 
 GPT4 = "gpt-4-1106-preview"
 BETAS = (0.01, 0.1, 1.0)

@@ -33,7 +33,7 @@ import numpy as np
 from mixllm_router import MixLLMRouter, load_routerbench
 from mixllm_router.config import make_config
 from mixllm_router.evaluation.online import _stream, _test_auc
-from mixllm_router.tradeoff import default_cost_weights
+from mixllm_router.policy.tradeoff import default_cost_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench"
 REFERENCE = "gpt-4-1106-preview"

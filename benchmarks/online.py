@@ -89,10 +89,10 @@ def cross_validate(share: float, policies: list[tuple[str, float]], seeds: int =
     import numpy as np
 
     from mixllm_router import MixLLMRouter, load_routerbench
-    from mixllm_router.learning import FeedbackScoreNet, thompson_scores
+    from mixllm_router.learning.learner import FeedbackScoreNet, thompson_scores
+    from mixllm_router.policy.tradeoff import default_cost_weights, pick, sweep
     from mixllm_router.predictors import LinUCBRidge, features
     from mixllm_router.router import fold_assignment
-    from mixllm_router.tradeoff import default_cost_weights, pick, sweep
 
     warnings.simplefilter("ignore")
     train = load_routerbench(split="train")

@@ -24,7 +24,7 @@ import numpy as np
 
 def _score(q_hat: np.ndarray, c_hat: np.ndarray, quality: np.ndarray, cost: np.ndarray, ref: int,
            quality_only: bool) -> float:
-    from mixllm_router.tradeoff import default_cost_weights, quality_only_score, sweep
+    from mixllm_router.policy.tradeoff import default_cost_weights, quality_only_score, sweep
 
     if quality_only:
         return 100 * quality_only_score(q_hat, c_hat, quality, ref)
@@ -36,8 +36,8 @@ def study(shape: dict[str, Any], seed: int, grid: Any) -> dict[str, float]:
     from mixllm_router.encoders import HashingEncoder
     from mixllm_router.evaluation.baselines import knn_baseline, ridge_baseline
     from mixllm_router.evaluation.shapes import make_shaped
-    from mixllm_router.tradeoff import choose_reference, is_quality_only
-    from mixllm_router.tuning import tune
+    from mixllm_router.evaluation.tuning import tune
+    from mixllm_router.policy.tradeoff import choose_reference, is_quality_only
 
     make = make_shaped(seed=seed, **shape)
     data = RoutingDataset.from_records(make.records)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-queries", type=int, default=2500)
     parser.add_argument("--grid", choices=["default"], default="default")
     args = parser.parse_args(argv)
-    from mixllm_router.tuning import DEFAULT_GRID
+    from mixllm_router.evaluation.tuning import DEFAULT_GRID
 
     for name, shape in SHAPES.items():
         rows: dict[str, list[float]] = {}

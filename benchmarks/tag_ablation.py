@@ -50,8 +50,8 @@ def main() -> None:
     from mixllm_router.encoders.tag_enhanced import TagEnhancedEncoder, _one_hot, fit_projection, make_tagger
     from mixllm_router.encoders.tagging import CachedTagger, tagger_fingerprint
     from mixllm_router.evaluation import evaluate
+    from mixllm_router.policy.tradeoff import default_cost_weights, sweep
     from mixllm_router.router import MixLLMRouter
-    from mixllm_router.tradeoff import default_cost_weights, sweep
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,12 @@ from ._exceptions import (
 )
 from .candidates import Candidate, CandidatePool, UnknownPriceWarning
 from .config import EncoderSettings, LatencySettings, RouterConfig
-from .decision import CandidateScore, RoutingDecision
+from .policy.decision import CandidateScore, RoutingDecision
 from .router import MixLLMRouter, Predictions
 
 if TYPE_CHECKING:
-    from .calling import CallResult, FallbackCaller, SpendingGuard
     from .candidates_file import CandidatesFile, load_candidates
+    from .clients.fallback import CallResult, FallbackCaller, SpendingGuard
     from .data import DataIssue, RoutingDataset, load_routerbench
     from .responses import RoutedResponse, RoutedStream
 
@@ -48,9 +48,9 @@ _LAZY = {
     "DataIssue": ".data",
     "RoutingDataset": ".data",
     "load_routerbench": ".data",
-    "CallResult": ".calling",
-    "FallbackCaller": ".calling",
-    "SpendingGuard": ".calling",
+    "CallResult": ".clients.fallback",
+    "FallbackCaller": ".clients.fallback",
+    "SpendingGuard": ".clients.fallback",
     "CandidatesFile": ".candidates_file",
     "load_candidates": ".candidates_file",
     "RoutedResponse": ".responses",

@@ -13,8 +13,8 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from ._exceptions import ConfigError
 from ._settings import Settings, describe
-from .learning import PRIOR_MAX, PRIOR_MIN, LearningSettings, _path_text
-from .load import LatencySettings
+from .learning.learner import PRIOR_MAX, PRIOR_MIN, LearningSettings, _path_text
+from .policy.load import LatencySettings
 
 __all__ = ["RouterConfig", "EncoderSettings", "LatencySettings", "make_config"]
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .calling import AsyncCallStream, CallResult, CallStream
 from .clients.base import ChatClient, CompletionChunk, Message, normalize_messages
-from .decision import RoutingDecision
+from .clients.fallback import AsyncCallStream, CallResult, CallStream
+from .policy.decision import RoutingDecision
 
 if TYPE_CHECKING:
     from .candidates import Candidate

@@ -24,20 +24,21 @@ import numpy as np
 from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError, UnknownCandidateError
 from ._validate import candidate_names, finite_real
 from .candidates import Candidate, CandidatePool
-from .config import EncoderSettings, RouterConfig, make_config
-from .decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
-from .learning import OnlineLearner
-from .load import LoadTracker
-from .policy import ScoreTerms, meta_scores
+from .config import RouterConfig, make_config
+from .encoders.backends import build_encoder
+from .learning.learner import OnlineLearner
+from .policy.decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
+from .policy.load import LoadTracker
+from .policy.meta_score import ScoreTerms, meta_scores
+from .policy.tradeoff import TradeoffCurve, default_cost_weights, sweep
 from .predictors import CandidatePredictor, features
 from .state.base import InProcessState, SharedState
-from .tradeoff import TradeoffCurve, default_cost_weights, sweep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .calling import FallbackCaller
     from .clients.base import ChatClient
+    from .clients.fallback import FallbackCaller
     from .data import RoutingDataset
     from .encoders.base import QueryEncoder
     from .responses import RoutedResponse, RoutedStream
@@ -46,23 +47,6 @@ __all__ = ["MixLLMRouter", "Predictions", "build_encoder", "fold_assignment"]
 
 #: Serialises the lazy construction of routers' encoders (cheap: loading happens on first use).
 _ENCODER_BUILD_LOCK = threading.Lock()
-
-
-def build_encoder(settings: EncoderSettings) -> QueryEncoder:
-    """The encoder a config asks for (wrapped in the on-disk cache when enabled)."""
-    from . import encoders
-
-    inner: QueryEncoder
-    if settings.kind == "hashing":
-        inner = encoders.HashingEncoder()
-    else:
-        from .encoders.backends import text_encoder
-
-        inner = text_encoder(settings)  # torch or ONNX Runtime, per settings.backend
-    if settings.use_cache:
-        root = Path(settings.cache_dir) if settings.cache_dir else encoders.default_cache_dir()
-        return encoders.CachedEncoder(inner, root / "embeddings")
-    return inner
 
 
 def _as_dataset(data: Any) -> RoutingDataset:
@@ -124,8 +108,8 @@ class MixLLMRouter:
         How to call each candidate (``{name: ChatClient}``), for :meth:`invoke` and friends;
         also settable later with :meth:`set_client`. Never saved in checkpoints.
     load_tracker, caller:
-        Share a :class:`~mixllm_router.load.LoadTracker` or a
-        :class:`~mixllm_router.calling.FallbackCaller` (retries, cooldowns, spending guard)
+        Share a :class:`~mixllm_router.policy.load.LoadTracker` or a
+        :class:`~mixllm_router.clients.fallback.FallbackCaller` (retries, cooldowns, spending guard)
         between routers, or inject ones with a manual clock in tests.
     state:
         Where live state (load, feedback, published checkpoints) lives: None for this process
@@ -652,8 +636,8 @@ class MixLLMRouter:
         Metadata the candidate does not know yet (``Candidate.unknown``: tool support, context
         window) is taken from the client where it can tell (:func:`~mixllm_router.clients.hints.client_metadata`).
         """
-        from ._tracking import TrackedClient
         from .clients.hints import client_metadata
+        from .clients.tracking import TrackedClient
 
         cand = self.pool.get(name)  # unknown name -> UnknownCandidateError
         hints = {k: v for k, v in client_metadata(client).items() if k in cand.unknown}
@@ -687,7 +671,7 @@ class MixLLMRouter:
     @property
     def caller(self) -> FallbackCaller:
         if self._caller is None:
-            from .calling import FallbackCaller
+            from .clients.fallback import FallbackCaller
 
             self._caller = FallbackCaller()
         return self._caller
@@ -861,9 +845,9 @@ class MixLLMRouter:
         prior. ``prior``: ``"similar"`` (default; the candidate nearest in log prices;
         ``"mean"`` when prices are unknown), ``"mean"`` (average of all candidates),
         ``"fitted"`` (a mix of the other candidates fitted to the examples, opt-in: see
-        ``mixllm_router.onboarding`` and docs/scoring.md), a candidate's name, or ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
+        ``mixllm_router.learning.onboarding`` and docs/scoring.md), a candidate's name, or ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
         exploration bonus ``α·u`` sends it traffic until feedback shows where it is good.
-        Returns where the prior came from. See ``mixllm_router.learning``.
+        Returns where the prior came from. See ``mixllm_router.learning.learner``.
         """
         with self.learning.lock:  # routes see the pool before or after the addition
             return self.learning.add_candidate(self, candidate, examples=examples, prior=prior)
@@ -955,7 +939,7 @@ class MixLLMRouter:
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint folder (JSON manifest + safetensors), atomically."""
-        from .checkpoint import save_router
+        from .checkpoint.save_load import save_router
 
         self._check_fitted()
         self.learning.flush(self)  # queued feedback first, so the checkpoint's applied_seq is exact
@@ -993,7 +977,7 @@ class MixLLMRouter:
         ``state`` (a ``redis://`` URL or a :class:`~mixllm_router.state.SharedState`, with
         ``state_options``) shares the loaded router's live state at once (:meth:`share_state`).
         """
-        from .checkpoint import load_router
+        from .checkpoint.save_load import load_router
 
         router = load_router(cls, Path(path), encoder=encoder, journal_path=journal_path, cache_dir=cache_dir,
                              model_path=model_path)

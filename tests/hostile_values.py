@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from mixllm_router import MixLLMError, MixLLMRouter, RouterConfig, RoutingDataset
 from mixllm_router.config import EncoderSettings
 from mixllm_router.encoders import HashingEncoder
-from mixllm_router.learning import LearningSettings
-from mixllm_router.load import LatencySettings
+from mixllm_router.learning.learner import LearningSettings
+from mixllm_router.policy.load import LatencySettings
 from mixllm_router.state.redis import RedisStateSettings
 
 ENC = HashingEncoder(dim=16)

@@ -186,7 +186,7 @@ def fit_checkpoint(folder: Path, settings: ExperimentSettings) -> Path:
 
     from mixllm_router import Candidate, MixLLMRouter, RoutingDataset
     from mixllm_router.encoders import HashingEncoder
-    from mixllm_router.load import LatencySettings
+    from mixllm_router.policy.load import LatencySettings
 
     candidates = [Candidate(name=m, max_concurrency=n) for m, (n, _) in settings.limits().items()]
     latency = LatencySettings(tolerance_s=settings.tolerance_s, xi=settings.xi, weight=settings.beta,

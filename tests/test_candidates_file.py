@@ -18,7 +18,7 @@ from mixllm_router import (
     candidates,
     load_candidates,
 )
-from mixllm_router.cli import main
+from mixllm_router.cli.main import main
 from mixllm_router.clients import Completion, FakeClient
 
 TOML = """

@@ -99,7 +99,7 @@ def test_threads_route_and_give_feedback_without_losing_updates(tmp_path: Path) 
     assert sum(m.knn.targets.size for m in router.predictors_.values()) == n_train * len(MODELS) + total
     # the journal holds every acknowledged event, in sequence order
     router.learning.close()
-    from mixllm_router.learning import FeedbackJournal
+    from mixllm_router.learning.learner import FeedbackJournal
 
     seqs = [e.seq for e in FeedbackJournal(tmp_path / "feedback.jsonl").read()]
     assert sorted(seqs) == sorted(acked)

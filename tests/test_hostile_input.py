@@ -35,7 +35,7 @@ from mixllm_router import (
     RouterConfig,
     RoutingDataset,
 )
-from mixllm_router.checkpoint import MANIFEST
+from mixllm_router.checkpoint.save_load import MANIFEST
 from mixllm_router.encoders import CachedEncoder, HashingEncoder
 
 ENC = HashingEncoder(dim=32)

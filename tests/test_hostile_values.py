@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mixllm_router import ConfigError, FeedbackError, MixLLMRouter
-from mixllm_router.learning import FeedbackJournal, FeedbackScoreNet
+from mixllm_router.learning.learner import FeedbackJournal, FeedbackScoreNet
 
 FEW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
@@ -168,7 +168,7 @@ def test_records_that_are_not_records() -> None:
 def test_scores_are_real_numbers_of_any_kind() -> None:
     from fractions import Fraction
 
-    from mixllm_router.learning import parse_score
+    from mixllm_router.learning.learner import parse_score
 
     assert parse_score(decimal.Decimal("0.5")) == 0.5 and parse_score(Fraction(1, 4)) == 0.25
     for bad in ("1", 1j, decimal.Decimal("sNaN"), 10**400, [1]):

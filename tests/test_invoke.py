@@ -9,8 +9,8 @@ import pytest
 from servers import Reply, ScriptedServer
 
 from mixllm_router import Candidate, ClientError, MixLLMRouter, PermanentClientError, TransientClientError
-from mixllm_router.calling import FallbackCaller
 from mixllm_router.clients import FakeClient, OpenAIClient
+from mixllm_router.clients.fallback import FallbackCaller
 
 MATH_Q = "Solve this integral problem: compute the integral value step by step."
 

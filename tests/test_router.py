@@ -203,7 +203,7 @@ def test_thompson_exploration_samples_around_the_greedy_choice(synthetic_data, h
 def test_recalibrate_holds_the_cost_share_on_new_queries(fitted_router, synthetic_data):
     """After recalibrate, the λ for a share spends about that share of the reference's predicted cost
     on the queries it was solved on, with no outcome labels."""
-    from mixllm_router.tradeoff import pick
+    from mixllm_router.policy.tradeoff import pick
 
     queries = synthetic_data.queries[::2]
     fitted_router.recalibrate(queries)

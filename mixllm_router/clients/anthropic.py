@@ -11,7 +11,7 @@ Differences from the OpenAI shape that this module absorbs, so the router sees o
 * streaming usage arrives in ``message_start`` (input) and ``message_delta`` (output);
 * 529 ``overloaded_error`` is transient.
 
-SDK retries are off (``max_retries=0``); :class:`mixllm_router.calling.FallbackCaller` owns retries.
+SDK retries are off (``max_retries=0``); :class:`mixllm_router.clients.fallback.FallbackCaller` owns retries.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 llama.cpp server, LM Studio, ... through ``base_url``).
 
 The SDK's own retries are switched off (``max_retries=0``): one retry/fallback loop, owned by
-:class:`mixllm_router.calling.FallbackCaller`, decides whether to wait, retry or move to another
+:class:`mixllm_router.clients.fallback.FallbackCaller`, decides whether to wait, retry or move to another
 candidate, so retries never multiply (SDK retries × our retries) and a failing provider is left
 quickly for the next best one.
 """

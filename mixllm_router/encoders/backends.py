@@ -73,3 +73,22 @@ def text_encoder(settings: EncoderSettings) -> QueryEncoder:
     return OnnxEncoder(model_path, max_tokens=settings.max_tokens, truncation=settings.truncation,
                        batch_size=settings.batch_size, quantize="fp32" if backend == "onnx" else "int8",
                        cache_dir=settings.cache_dir, num_threads=settings.num_threads)
+
+
+def build_encoder(settings: EncoderSettings) -> QueryEncoder:
+    """The encoder a config asks for (wrapped in the on-disk cache when enabled)."""
+    from pathlib import Path
+
+    from .cache import CachedEncoder, default_cache_dir
+
+    inner: QueryEncoder
+    if settings.kind == "hashing":
+        from .hashing import HashingEncoder
+
+        inner = HashingEncoder()
+    else:
+        inner = text_encoder(settings)  # torch or ONNX Runtime, per settings.backend
+    if settings.use_cache:
+        root = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+        return CachedEncoder(inner, root / "embeddings")
+    return inner

@@ -8,7 +8,7 @@ Methods reported in one run (DESIGN §2):
   seeded), and the ``oracle`` (the recorded outcomes as predictions: best candidate per query).
 
 All figures are shares of the reference candidate (default: the best mean quality on the
-*training* split, :func:`~mixllm_router.tradeoff.choose_reference`; ties and a weak requested
+*training* split, :func:`~mixllm_router.policy.tradeoff.choose_reference`; ties and a weak requested
 reference are noted): quality share = mean quality / reference mean quality, cost share = total
 cost / reference total cost. Queries missing an outcome for some candidate are dropped from the
 test set (reported); test queries whose exact text is also in the training data are counted and
@@ -24,8 +24,7 @@ import numpy as np
 
 from .._exceptions import DataError
 from ..config import RouterConfig, make_config
-from ..router import MixLLMRouter
-from ..tradeoff import (
+from ..policy.tradeoff import (
     TradeoffCurve,
     bootstrap_quality,
     bootstrap_summary,
@@ -35,6 +34,7 @@ from ..tradeoff import (
     pick,
     sweep,
 )
+from ..router import MixLLMRouter
 from .baselines import knn_baseline, ridge_baseline
 from .report import EvalReport, MethodResult
 

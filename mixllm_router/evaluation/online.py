@@ -53,8 +53,8 @@ import numpy as np
 
 from .._exceptions import ConfigError, DataError
 from ..config import RouterConfig, make_config
+from ..policy.tradeoff import TradeoffCurve, default_cost_weights, pick, sweep
 from ..router import MixLLMRouter
-from ..tradeoff import TradeoffCurve, default_cost_weights, pick, sweep
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -429,12 +429,12 @@ def _stream(
     """Route (and with ``learn``, give feedback on) every query in order.
 
     With ``thompson > 0`` the online router explores by Thompson sampling
-    (:func:`~mixllm_router.learning.thompson_scores` on its predictions) instead of its UCB bonus,
+    (:func:`~mixllm_router.learning.learner.thompson_scores` on its predictions) instead of its UCB bonus,
     and the sampled candidate is routed through the public API (``candidates=[choice]``).
     With ``recalibrate_every = N > 0`` the learning router re-solves λ for ``cost_share`` every N
     events on the last N queries (:meth:`MixLLMRouter.recalibrate`): it holds its budget.
     """
-    from ..learning import thompson_scores
+    from ..learning.learner import thompson_scores
 
     ts_rng = np.random.default_rng(int(rng.integers(2**31)))
     names = router.candidate_names
@@ -709,7 +709,7 @@ def plot_online(report: OnlineReport, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------- CLI
 def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``mixllm simulate-online``: the replay simulation on recorded outcomes."""
-    from ..cli import _add_model_options, _add_split_options
+    from ..cli.main import _add_model_options, _add_split_options
 
     p = subparsers.add_parser(
         "simulate-online",
@@ -747,7 +747,7 @@ def add_simulate_online_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_simulate_online(args: argparse.Namespace) -> int:
-    from ..cli import _config_from_args, _encoder_from_args, _log, load_train_test
+    from ..cli.main import _config_from_args, _encoder_from_args, _log, load_train_test
 
     t0 = time.perf_counter()
     if not args.data:

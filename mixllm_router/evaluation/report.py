@@ -5,7 +5,7 @@ Two kinds of data get two tables:
 - with a cost trade-off: per router the AUC of the quality-cost curve, Q@10% / Q@25% (best quality
   within that share of the reference's cost) and C@97.25% (cost share to reach 97.25% of the
   reference's quality), beside the fixed choices' points;
-- quality only (:func:`~mixllm_router.tradeoff.is_quality_only`: every candidate costs the same on
+- quality only (:func:`~mixllm_router.policy.tradeoff.is_quality_only`: every candidate costs the same on
   every query, or nothing): a cost sweep has nothing to trade, so per router the mean quality of
   its choice at λ = 0, in % of the reference and in % of the best single candidate on the test
   queries.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tradeoff import TradeoffCurve
+from ..policy.tradeoff import TradeoffCurve
 
 __all__ = ["EvalReport", "MethodResult", "strict_json"]
 

@@ -10,7 +10,7 @@ included; the held-out fold is then embedded with it and predicted by the router
 
 Each representation is scored per fold by the AUC of the quality-cost curve (or, on quality-only
 data, the quality of the best-predicted candidate) and chosen by the paired one-standard-error
-rule (:func:`~mixllm_router.tuning.one_se_choice`), so a representation replaces the frozen one
+rule (:func:`~mixllm_router.evaluation.tuning.one_se_choice`), so a representation replaces the frozen one
 only where it wins by more than the noise on the user's own data.
 
 Beside the AUC the table gives the *within-task AUROC of per-query correctness*: for each task
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import RouterConfig, make_config
-from ..tradeoff import choose_reference, default_cost_weights, is_quality_only, quality_only_score, sweep
+from ..policy.tradeoff import choose_reference, default_cost_weights, is_quality_only, quality_only_score, sweep
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -117,7 +117,7 @@ def cv_representations(
 ) -> RepresentationResult:
     """Out-of-fold scores of each representation with the predictors of ``config`` (module docstring)."""
     from ..router import MixLLMRouter, fold_assignment
-    from ..tuning import one_se_choice
+    from .tuning import one_se_choice
 
     cfg = make_config(config)
     probe = MixLLMRouter(config=cfg, encoder=encoder)

@@ -3,7 +3,7 @@
 Why: the latency penalty only matters when queries pile up, which recorded outcomes cannot show.
 The simulator replays a routing dataset as a *stream*: queries arrive over (virtual) time, each
 candidate serves a limited number of requests at once, and the router decides every query with
-the waits its :class:`~mixllm_router.load.LoadTracker` sees at that moment. Nothing sleeps: a
+the waits its :class:`~mixllm_router.policy.load.LoadTracker` sees at that moment. Nothing sleeps: a
 virtual clock is injected into the tracker and jumps from event to event.
 
 The model
@@ -55,7 +55,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ConfigError, DataError
-from ..load import LatencySettings, LoadTracker
+from ..policy.load import LatencySettings, LoadTracker
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -673,7 +673,7 @@ def run_simulate(args: Any) -> int:
     import json
     import sys
 
-    from ..cli import load_data
+    from ..cli.main import load_data
     from ..router import MixLLMRouter
 
     encoder = None

@@ -111,7 +111,7 @@ class LinUCBRidge:
         so the model behaves as if it had seen ``factor`` times as many of its past examples:
         predictions shrink towards the candidate's mean ``m``, the uncertainty grows, and each later
         observation counts ``1/factor`` times more against the history. Used when the candidate's
-        outcomes have changed (:class:`~mixllm_router.learning.ResidualChangeDetector`). Scaling
+        outcomes have changed (:class:`~mixllm_router.learning.learner.ResidualChangeDetector`). Scaling
         the prior too would leave almost no ridge penalty after an alarm and let the next few
         outcomes swing the predictions. Two O(dim³) inversions: fine for a rare event.
         (A candidate added with a donor prior has that prior inside ``b``; it is scaled with the data.)

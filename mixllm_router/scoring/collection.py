@@ -8,7 +8,7 @@ prices), ``input_tokens``, ``output_tokens``, ``latency_s`` and ``response``.
 * **Concurrency per candidate**: each candidate has its own workers
   (``concurrency`` or ``Candidate.max_concurrency``), so a slow provider does not hold up the
   others.
-* **Failures**: each call goes through :class:`~mixllm_router.calling.FallbackCaller` with that
+* **Failures**: each call goes through :class:`~mixllm_router.clients.fallback.FallbackCaller` with that
   candidate alone (429/5xx/timeouts retried with bounded backoff, never answered by another
   model). A call that still fails is recorded as failed, reported, and tried again on the next
   run. Neither a failed call nor a bad query row stops the collection.
@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ScoringError
-from ..calling import FallbackCaller
 from ..candidates import Candidate
 from ..clients.base import ChatClient, Message, estimate_tokens
+from ..clients.fallback import FallbackCaller
 from .base import Score, Scorer
 from .queries import PASSTHROUGH_COLUMNS, QueryItem, QueryProblem, items_from_rows, read_queries
 from .results import ResultsFile, call_key

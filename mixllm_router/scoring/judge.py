@@ -16,7 +16,7 @@ can be replaced in the constructor. A reply that does not parse, or a judge call
 :class:`~mixllm_router.scoring.Score` with ``value=None`` and the reason, counted in
 :attr:`stats`; it is never scored 0. The judge's own cost (from the usage its provider reports,
 times ``judge_candidate``'s prices) is in ``Score.cost_usd`` and summed in ``stats``, apart from
-the cost of the answers it grades. Calls go through :class:`~mixllm_router.calling.FallbackCaller`
+the cost of the answers it grades. Calls go through :class:`~mixllm_router.clients.fallback.FallbackCaller`
 (429/5xx retried with backoff).
 """
 
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._exceptions import ClientError, ScoringError
-from ..calling import CallResult, FallbackCaller
 from ..candidates import Candidate
 from ..clients.base import ChatClient, Message
+from ..clients.fallback import CallResult, FallbackCaller
 from .base import Score, Scorer
 
 __all__ = ["LLMJudge", "PairwiseJudge", "DEFAULT_RUBRIC"]

@@ -46,7 +46,7 @@ from ..clients.base import Message
 from .base import Score, Scorer
 
 if TYPE_CHECKING:
-    from ..decision import RoutingDecision
+    from ..policy.decision import RoutingDecision
     from ..router import MixLLMRouter
 
 __all__ = ["OnlineScorer", "AnsweredCall"]
@@ -259,7 +259,7 @@ class OnlineScorer:
 
     def _record_shadow(self, call: AnsweredCall, name: str, result: Any) -> str:
         """A decision record for the shadow answer, so its feedback teaches ``name``."""
-        from ..decision import DecisionRecord
+        from ..policy.decision import DecisionRecord
 
         original = self.router.decisions.get(call.decision.decision_id)
         if original is None:

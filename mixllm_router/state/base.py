@@ -9,7 +9,7 @@ worker must teach all of them. :class:`~mixllm_router.state.RedisState` shares i
 
 The interface (:class:`SharedState`) has three parts:
 
-- **load** (:class:`~mixllm_router.load.LoadSharing`): ``started`` / ``finished`` for each request
+- **load** (:class:`~mixllm_router.policy.load.LoadSharing`): ``started`` / ``finished`` for each request
   of this process, ``sync`` to bring in the others';
 - **feedback**: ``publish_feedback`` hands a validated event to the shared stream instead of
   applying it here, when :attr:`SharedState.shares_feedback` is true;
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..learning import FeedbackEvent
-    from ..load import LoadTicket, LoadTracker
+    from ..learning.learner import FeedbackEvent
+    from ..policy.load import LoadTicket, LoadTracker
     from ..router import MixLLMRouter
 
 __all__ = ["InProcessState", "SharedState", "SharedStateWarning", "StateStatus"]
@@ -66,8 +66,8 @@ class SharedState:
     """Base class of state backends; the in-process default overrides nothing of substance.
 
     A backend is bound to one router with :meth:`bind` (``MixLLMRouter.share_state`` does it);
-    the router's :class:`~mixllm_router.load.LoadTracker` then reports to it through the
-    :class:`~mixllm_router.load.LoadSharing` methods below.
+    the router's :class:`~mixllm_router.policy.load.LoadTracker` then reports to it through the
+    :class:`~mixllm_router.policy.load.LoadSharing` methods below.
     """
 
     #: True when the load tracker should report to this state (``started``/``finished``/``sync``).

@@ -196,7 +196,7 @@ class FeedbackLearner:
         return len(entries)
 
     def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        from ..learning import FeedbackEvent
+        from ..learning.learner import FeedbackEvent
 
         learning = self.router.learning
         try:

@@ -8,7 +8,7 @@ and expected length in the hash ``{ns}:inflight-info:<candidate>``. A heartbeat 
 worker's live leases every ``lease_s / 3``; a finished request deletes its lease. A worker that dies
 mid-request stops renewing, so its load is gone within ``lease_s`` (the sync script drops expired
 leases). Before routing, a worker reads every other worker's live leases (one Lua script, one round
-trip) and feeds them to its :class:`~mixllm_router.load.LoadTracker` with their real ages: the
+trip) and feeds them to its :class:`~mixllm_router.policy.load.LoadTracker` with their real ages: the
 waiting time ``W_l`` and the penalty ``P_l`` then count the whole deployment's traffic, not one
 process's. All times are the Redis server's (``TIME``), so machines need no synchronised clocks.
 
@@ -86,10 +86,10 @@ from .._settings import Settings
 from .base import SharedState, SharedStateWarning, StateStatus
 
 if TYPE_CHECKING:
-    from ..decision import DecisionRecord
     from ..encoders import QueryEncoder
-    from ..learning import FeedbackEvent
-    from ..load import LoadTicket, LoadTracker
+    from ..learning.learner import FeedbackEvent
+    from ..policy.decision import DecisionRecord
+    from ..policy.load import LoadTicket, LoadTracker
     from ..router import MixLLMRouter
 
 __all__ = ["RedisState", "RedisStateSettings", "seq_from_stream_id"]
@@ -605,7 +605,7 @@ class RedisState(SharedState):
 
     def fetch_decision(self, key: str) -> DecisionRecord | None:
         """A decision another worker made, by id or alias (None when unknown, expired or unreachable)."""
-        from ..decision import DecisionRecord
+        from ..policy.decision import DecisionRecord
 
         def fetch() -> bytes | None:
             target = self.client.get(self.key("alias", key))

@@ -16,8 +16,8 @@ from mixllm_router._exceptions import (
     StreamInterruptedError,
     TransientClientError,
 )
-from mixllm_router.calling import CallResult, FallbackCaller, SpendingGuard
 from mixllm_router.clients import Completion, FakeClient
+from mixllm_router.clients.fallback import CallResult, FallbackCaller, SpendingGuard
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 

@@ -15,8 +15,8 @@ from mixllm_router._exceptions import (
     StreamInterruptedError,
     TransientClientError,
 )
-from mixllm_router.calling import FallbackCaller
 from mixllm_router.clients import AnthropicClient, OpenAIClient, accumulate_chunks
+from mixllm_router.clients.fallback import FallbackCaller
 
 TOOL = {
     "type": "function",

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from mixllm_router._exceptions import ConfigError, DataError, PermanentClientError, TransientClientError
-from mixllm_router.calling import FallbackCaller
 from mixllm_router.clients import (
     CallableClient,
     ChatClient,
@@ -23,6 +22,7 @@ from mixllm_router.clients import (
     accumulate_chunks,
     normalize_messages,
 )
+from mixllm_router.clients.fallback import FallbackCaller
 
 # -- messages ---------------------------------------------------------------------------------
 

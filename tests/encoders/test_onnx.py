@@ -17,9 +17,8 @@ import pytest
 from mixllm_router import ConfigError, EncoderError, MixLLMRouter
 from mixllm_router.config import EncoderSettings
 from mixllm_router.encoders import CachedEncoder, HFEncoder, OnnxEncoder, QueryEncoder
-from mixllm_router.encoders.backends import ENV_VAR, resolve_backend, text_encoder
+from mixllm_router.encoders.backends import ENV_VAR, build_encoder, resolve_backend, text_encoder
 from mixllm_router.encoders.onnx_export import graph_dir
-from mixllm_router.router import build_encoder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")

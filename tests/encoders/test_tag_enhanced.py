@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mixllm_router import CheckpointError, ConfigError, EncoderError, MixLLMRouter
+from mixllm_router.checkpoint.encoder import restore_encoder
 from mixllm_router.encoders import HashingEncoder, QueryEncoder
-from mixllm_router.encoders.restore import restore_encoder
 from mixllm_router.encoders.tag_enhanced import (
     TagEnhancedEncoder,
     add_tagging_arguments,

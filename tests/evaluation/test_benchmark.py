@@ -9,7 +9,7 @@ from synthetic import make_synthetic
 from mixllm_router import RoutingDataset
 from mixllm_router.evaluation import evaluate, plot_tradeoff
 from mixllm_router.evaluation.baselines import knn_baseline, ridge_baseline
-from mixllm_router.tuning import tune
+from mixllm_router.evaluation.tuning import tune
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from synthetic import make_synthetic
 from mixllm_router import RoutingDataset
 from mixllm_router.encoders import HashingEncoder
 from mixllm_router.evaluation import evaluate
-from mixllm_router.tradeoff import bootstrap_summary, default_cost_weights
-from mixllm_router.tuning import tune
+from mixllm_router.evaluation.tuning import tune
+from mixllm_router.policy.tradeoff import bootstrap_summary, default_cost_weights
 
 
 def _data(rows):
@@ -186,7 +186,7 @@ def test_test_queries_also_in_training_are_flagged(base_rows):
 
 
 def test_decisions_hold_the_tables_grid_and_recompute_its_figures(base_rows):
-    from mixllm_router.tradeoff import TradeoffCurve
+    from mixllm_router.policy.tradeoff import TradeoffCurve
 
     train_rows, test_rows = base_rows
     train, test = _data(train_rows), _data(test_rows)
@@ -226,7 +226,7 @@ def _write_long_csv(path, rows, split_at):
 
 @pytest.mark.parametrize("prices", ["varied", "equal"])
 def test_mixllm_eval_tune_names_the_setting_and_writes_strict_json(tmp_path, capsys, prices):
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     rows = make_synthetic(40, seed=2)
     if prices == "equal":

@@ -124,7 +124,7 @@ def test_bad_holdout_or_reference_fails_before_any_streaming(data, monkeypatch) 
 
 
 def test_cli_simulate_online(data, tmp_path: Path) -> None:
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     train, test = data
     path = tmp_path / "toy.csv"
@@ -187,7 +187,7 @@ def test_auto_drift_is_chosen_on_training_data_and_bad_drift_fails_early(data) -
 
 
 def test_cli_drift_and_change_detection(data, tmp_path: Path, capsys) -> None:
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     train, test = data
     path = tmp_path / "toy.csv"

@@ -9,7 +9,7 @@ from mixllm_router import RoutingDataset
 from mixllm_router.encoders import HashingEncoder
 from mixllm_router.evaluation.representation import _auroc, cv_representations, within_task_auroc
 from mixllm_router.evaluation.shapes import make_shaped
-from mixllm_router.tuning import DEFAULT_GRID, one_se_choice, tune
+from mixllm_router.evaluation.tuning import DEFAULT_GRID, one_se_choice, tune
 
 
 def test_the_paired_rule_sees_a_setting_that_loses_on_every_fold():

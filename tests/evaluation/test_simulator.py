@@ -20,7 +20,7 @@ from mixllm_router.evaluation.simulator import (
     default_profile,
     poisson_arrivals,
 )
-from mixllm_router.load import LatencySettings, LoadTracker
+from mixllm_router.policy.load import LatencySettings, LoadTracker
 
 ROUTERBENCH = Path(__file__).parents[2].parent / "shared" / "data" / "routerbench"
 
@@ -286,7 +286,7 @@ def test_penalty_on_routerbench_test_stream(routerbench_dir):
 
 
 def test_cli_simulate_end_to_end(pair, tmp_path, capsys):
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     _, data = pair
     csv = tmp_path / "outcomes.csv"
@@ -312,7 +312,7 @@ def test_cli_simulate_end_to_end(pair, tmp_path, capsys):
 
 
 def test_cli_simulate_reports_bad_options(pair, tmp_path, capsys):
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     _, data = pair
     csv = tmp_path / "outcomes.csv"

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from servers import Reply, ScriptedServer  # noqa: E402
 
 from mixllm_router import Candidate, RoutingDataset, ScoringError  # noqa: E402
-from mixllm_router.calling import FallbackCaller  # noqa: E402
 from mixllm_router.clients import CallableClient, OpenAIClient  # noqa: E402
+from mixllm_router.clients.fallback import FallbackCaller  # noqa: E402
 from mixllm_router.scoring import (  # noqa: E402
     ExactMatch,
     FunctionScorer,
@@ -264,7 +264,7 @@ async def test_collect_inside_an_event_loop_says_to_await_acollect(server, tmp_p
 
 
 def test_collect_command_with_a_candidates_file(server, tmp_path, monkeypatch, capsys):
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     monkeypatch.setenv("LOCAL_KEY", "sk-local")
     spec = {"candidates": [
@@ -296,7 +296,7 @@ def test_collect_command_with_a_candidates_file(server, tmp_path, monkeypatch, c
 
 def test_the_three_commands_of_the_readme(server, tmp_path, monkeypatch, capsys):
     """collect (judge on a candidate's client) -> train -> route, from a queries file alone."""
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     right = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid"}
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from servers import Reply, ScriptedServer  # noqa: E402
 
 from mixllm_router import Candidate, ScoringError  # noqa: E402
-from mixllm_router.calling import FallbackCaller  # noqa: E402
 from mixllm_router.clients import CallableClient, OpenAIClient  # noqa: E402
+from mixllm_router.clients.fallback import FallbackCaller  # noqa: E402
 from mixllm_router.scoring import DEFAULT_RUBRIC, LLMJudge, PairwiseJudge  # noqa: E402
 
 JUDGE = Candidate(name="judge", input_price=1.0, output_price=2.0)  # USD per million tokens

@@ -12,7 +12,7 @@ import pytest
 from mixllm_router import Candidate, MixLLMRouter, RoutingDataset, ScoringError
 from mixllm_router.clients import FakeClient
 from mixllm_router.encoders import HashingEncoder
-from mixllm_router.learning import FeedbackJournal
+from mixllm_router.learning.learner import FeedbackJournal
 from mixllm_router.scoring import FunctionScorer, LLMJudge
 
 ENC = HashingEncoder(dim=64)

@@ -13,7 +13,7 @@ import pytest
 
 from mixllm_router import MixLLMRouter, SharedStateError
 from mixllm_router.encoders import HashingEncoder
-from mixllm_router.learning import FeedbackEvent
+from mixllm_router.learning.learner import FeedbackEvent
 from mixllm_router.state import FeedbackLearner, RedisState
 from mixllm_router.state.redis import seq_from_stream_id
 
@@ -164,7 +164,7 @@ def test_killed_learner_restarts_and_every_event_is_applied_exactly_once(checkpo
 
 
 def test_cli_learn_runs_until_idle(checkpoint, redis_url, synthetic_data, capsys):
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
 
     worker = give_feedback(checkpoint, redis_url, synthetic_data.queries, 5)
     assert main(["learn", "--router", str(checkpoint), "--state", redis_url, "--namespace", "t",

@@ -2,7 +2,7 @@
 
 For each call the router scores every eligible candidate on the last user turn,
 
-    S_l = q_l − λ·c_l + α·u_l − β·P(W_l) + γ·κ·s_l          (see mixllm_router.policy)
+    S_l = q_l − λ·c_l + α·u_l − β·P(W_l) + γ·κ·s_l          (see mixllm_router.policy.meta_score)
 
 and the call goes to the candidate with the highest ``S_l``; on a provider failure
 (429 / 5xx / timeout / connection, or a context window that is too small) the next candidate of
@@ -57,11 +57,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_mixllm._calling import CandidateCall, observes
 from mixllm_router import ClientError, ConfigError, MixLLMRouter, RoutingDecision
-from mixllm_router.calling import CallResult, FallbackCaller
 from mixllm_router.clients.base import CompletionChunk
+from mixllm_router.clients.fallback import CallResult, FallbackCaller
 
 if TYPE_CHECKING:
-    from mixllm_router.decision import DecisionRecord
+    from mixllm_router.policy.decision import DecisionRecord
 
 __all__ = ["ChatMixLLM"]
 

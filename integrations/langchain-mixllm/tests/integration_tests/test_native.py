@@ -24,8 +24,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from mixllm_router import BudgetExceededError, ClientError, MixLLMRouter
-from mixllm_router.calling import FallbackCaller, SpendingGuard
 from mixllm_router.clients import OpenAIClient
+from mixllm_router.clients.fallback import FallbackCaller, SpendingGuard
 from tests.openai_compat_server import RuleBasedOpenAIServer
 from tests.router_fixture import LARGE, SMALL, fit_router
 
@@ -243,7 +243,7 @@ def test_a_router_trained_with_a_candidates_file_serves_tools_and_reports_real_c
         server: RuleBasedOpenAIServer, tmp_path: Any) -> None:
     import csv
 
-    from mixllm_router.cli import main
+    from mixllm_router.cli.main import main
     from tests.router_fixture import training_records
 
     data = tmp_path / "outcomes.csv"

@@ -2,7 +2,7 @@
 
 Each call is scored by the router on the user's question,
 
-    S_l = q_l − λ·c_l + α·u_l − β·P(W_l) + γ·κ·s_l          (see mixllm_router.policy)
+    S_l = q_l − λ·c_l + α·u_l − β·P(W_l) + γ·κ·s_l          (see mixllm_router.policy.meta_score)
 
 and goes to the candidate with the highest ``S_l`` through the router's ``FallbackCaller``, which
 retries transient errors and falls back down the ranking. The question is the template variable

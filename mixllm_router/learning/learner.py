@@ -1,0 +1,962 @@
+"""Online learning: user feedback, the dynamic feedback score, the feedback journal, a changing pool.
+
+A deployed router keeps learning from what users say about its answers (a contextual bandit: only
+the candidate that answered is observed). One feedback event ``(e, a, r)`` — the decision's query
+embedding ``e``, the candidate ``a`` that answered, a score ``r ∈ [0, 1]`` (thumbs up = 1, down = 0,
+or graded) — does three things, in this order:
+
+1. **Journal.** With ``config.learning.journal_path`` set, the event (with everything replay needs,
+   the embedding included: decisions live in memory only) is appended to a JSON-lines journal and
+   fsynced *before* :meth:`MixLLMRouter.feedback` returns. A crash after that loses nothing:
+   :meth:`MixLLMRouter.load` replays every entry whose sequence number the checkpoint has not
+   applied yet.
+2. **Predictors of ``a``.** ``x = [e, z, 1]`` is added to candidate ``a``'s LinUCB ridge by one
+   Sherman-Morrison step (``A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x)``, ``b ← b + [r, log cost]·x``:
+   O(d²), no refit) and ``e`` is appended to the shared embedding bank for its kNN. The uncertainty
+   ``u_a(e) = sqrt(xᵀA_a⁻¹x)`` shrinks where ``a`` has now been seen, so the exploration bonus
+   ``α·u`` keeps pushing traffic to candidates and regions with little data.
+3. **Dynamic feedback score** ``s_l(e)`` (:class:`FeedbackScoreNet`): a small network with a shared
+   trunk ``h = tanh(U e + c)`` and one head per candidate ``s_l = w_lᵀh + b_l``. It defines a policy
+   ``π(l|e) = softmax_l s_l(e)`` trained by REINFORCE with a baseline:
+
+       ρ = r − q̂_a(e)                 residual reward: what the predictors got wrong
+       δ = ρ − b̄,   b̄ ← b̄ + β(ρ − b̄)  advantage against a running-mean baseline
+       θ ← θ + η · Σ_l (κ_l/κ0) · (1[l = a] − π_l) · δ · ∇_θ s_l(e)   (= ∇ log π(a|e)·δ, per-candidate κ)
+
+   Rewarding the *residual* ``ρ`` (not ``r``) makes ``s_l`` learn where candidate ``l`` does
+   better (``s > 0``) or worse than its predicted quality, which is what an additive term of the
+   meta score ``S_l = q_l − λc_l + α·u_l − β·P_l + γ·κ_l·s_l`` needs (a policy trained on raw
+   ``r`` would count quality twice). The confidence ``κ_l = 1/(Var[s_l] + ε)`` uses as ``Var[s_l]``
+   the variance of the signal ``s_l`` is trained on, the residuals of ``l``'s feedback, shrunk
+   towards a prior variance ``v0`` with ``n0`` pseudo-observations:
+   ``Var_l = (n0·v0 + Σ(ρ − ρ̄_l)²) / (n0 + n_l)``. Noisy feedback (a candidate whose outcomes its
+   predictors cannot anticipate) therefore weighs less, in the score and in the gradient (there
+   relative to the prior's ``κ0 = 1/(v0 + ε)``, so ``η`` keeps its meaning).
+
+   What enters the meta score is not the logit but the centred policy probability
+   ``π(l|e) − 1/m`` (:meth:`FeedbackScoreNet.routing_scores`): REINFORCE leaves the logits'
+   scale unanchored, and raw logits made routing collapse onto one candidate; the probability is
+   bounded in ``(−1/m, 1 − 1/m)`` and zero for an untrained network.
+
+Exploration. The router's ``route`` adds the LinUCB bonus ``α·u``. :func:`thompson_scores`
+samples instead from the ridge posterior (``q + σ·u·ξ − λ·c``, ``ξ ~ N(0, 1)``), which on RouterBench
+finds a candidate added with no examples where the small UCB bonus never tries it
+(``docs/online_learning.md``); the replay simulation uses it with ``thompson=σ``.
+
+Updates run inline (``learning.batch_size = 1``, default; about 0.1–1 ms per event without the
+journal's fsync, see ``docs/online_learning.md``) or are queued and applied every ``batch_size``
+events; queued events are journaled at once, applied on :meth:`OnlineLearner.flush` and on save.
+
+Changing pool. :meth:`OnlineLearner.add_candidate` builds a predictor for a new candidate from a
+*prior*: the ridge weights ``w₀`` of the most similar candidate (nearest in log prices, or one the
+user names, or the mean of all), with ``A⁻¹ = I/ρ0`` and ``b = ρ0·w₀``, i.e. the ridge estimate
+``argmin_w ‖Xw − y‖² + ρ0‖w − w₀‖²``: predictions start at the donor's, the uncertainty starts at
+its maximum, and every example or feedback moves it by Sherman-Morrison. Its kNN joins the quality
+ensemble once it holds ``knn_k`` examples of its own (before that, a mean of one or two 0/1 outcomes
+would swamp the estimate). Removing a candidate drops its predictor and its head, nothing else.
+
+Concurrency. One :class:`threading.RLock` (``OnlineLearner.lock``) serialises feedback with routing's
+reads of the predictors. Two routers never share a journal file, whatever path reaches it: the
+first append takes an exclusive ``flock`` on the journal file itself (its inode, so symlinks and
+hard links lead to the same lock) for the life of the router (released by :meth:`close` or at
+exit); another router or process that tries to append gets a :class:`FeedbackError` instead of
+interleaving lines (``mixllm_router.learning.journal``). Reading a journal (replay on load) takes no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import ConfigDict, Field, field_validator
+
+from .._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidateError
+from .._settings import Settings
+from .._validate import finite_real
+from .journal import FeedbackEvent, FeedbackJournal, _canonical, _checksum  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from ..candidates import Candidate
+    from ..data import RoutingDataset
+    from ..predictors import CandidatePredictor
+    from ..router import MixLLMRouter
+
+__all__ = [
+    "thompson_scores",
+    "FeedbackEvent",
+    "FeedbackJournal",
+    "FeedbackScoreNet",
+    "JournalWarning",
+    "LearningSettings",
+    "OnlineLearner",
+    "ResidualChangeDetector",
+    "parse_score",
+]
+
+logger = logging.getLogger(__name__)
+
+class JournalWarning(UserWarning):
+    """A journal entry was skipped on replay (e.g. its candidate is no longer in the pool)."""
+
+
+#: Range of a ridge prior strength λ0 / ρ0: ``A⁻¹ = I/λ0`` must stay finite, and ``λ0·I + XᵀX`` well
+#: conditioned enough to invert even when every training query is the same text.
+PRIOR_MIN = 1e-6
+PRIOR_MAX = 1e8
+
+
+def _path_text(value: str | None) -> str | None:
+    """A path setting: a NUL byte would make every later ``open`` raise a raw ``ValueError``."""
+    if value is not None and "\x00" in value:
+        raise ValueError("a path may not contain a NUL byte")
+    return value
+
+
+class LearningSettings(Settings):
+    """How the router learns from feedback (``RouterConfig.learning``).
+
+    Every number is finite and bounded (``allow_inf_nan=False`` plus an upper bound): ``inf``
+    used to be accepted and to break only at ``save()``, a huge ``hidden`` to raise
+    ``MemoryError`` half-way through applying an event.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    journal_path: str | None = Field(
+        default=None, description="Feedback journal (JSON lines); None: feedback is not made durable."
+    )
+    journal_fsync: bool = Field(default=True, description="fsync the journal after every event (durable, ~ms).")
+    batch_size: int = Field(default=1, ge=1, le=1_000_000, description="Apply queued feedback every this many events.")
+    learning_rate: float = Field(default=0.05, gt=0, le=1e3, description="η of the feedback-score network.")
+    hidden: int = Field(default=16, ge=0, le=4096, description="Trunk width of the feedback-score network (0: linear).")
+    baseline_rate: float = Field(default=0.01, gt=0, le=1, description="β of the running-mean baseline.")
+    prior_variance: float = Field(default=0.25, ge=1e-9, le=1e6, description="v0: prior Var[s_l] (0.25 = a fair coin).")
+    prior_count: float = Field(default=8.0, ge=0, le=1e9, description="n0: pseudo-observations behind v0.")
+    epsilon: float = Field(default=0.01, ge=1e-9, le=1e6, description="ε in κ = 1/(Var + ε).")
+    new_candidate_prior_weight: float | None = Field(
+        default=None, ge=PRIOR_MIN, le=PRIOR_MAX, description="ρ0 of a new candidate's prior (None: the config's prior_strength)."
+    )
+    remember_feedback_ids: int = Field(default=100_000, gt=0, le=100_000_000, description="Decisions remembered as already rated.")
+    change_detection: bool = Field(
+        default=True,
+        description="Watch each candidate's outcomes against its predictions with a two-sided Bernoulli CUSUM; on "
+                    "an alarm, soften its ridge so new outcomes outweigh the old ones (a model changed behind its name).",
+    )
+    change_threshold: float = Field(
+        default=9.2, gt=0, le=1e6, description="h: CUSUM alarm level in nats of evidence (9.2 = ln 10⁴: a false alarm about "
+                                       "once in 10⁴ or more events per candidate and side)."
+    )
+    change_shift: float = Field(
+        default=1.0, gt=0, le=20, description="δ: the change in log-odds of a good answer the CUSUM is tuned to detect."
+    )
+    change_softening: float = Field(
+        default=0.05, gt=0, le=1,
+        description="c: on an alarm the ridge keeps its prior and c of its data (A ← λ0·I + c·Σxxᵀ, b ← c·b).",
+    )
+    change_warmup: int = Field(default=30, ge=2, le=1_000_000, description="Events of a candidate before its CUSUM starts.")
+
+    @field_validator("journal_path")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return _path_text(value)
+
+
+# ---------------------------------------------------------------------------------- exploration
+def thompson_scores(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    uncertainty: np.ndarray,
+    cost_weight: float,
+    scale: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Meta scores with the quality drawn from the ridge posterior (Thompson sampling).
+
+    The ridge's posterior over a candidate's weights is ``N(w, σ²A⁻¹)``, so for one query the
+    predicted quality ``xᵀw̃`` is distributed ``N(q, σ²·u²)`` with ``u = sqrt(xᵀA⁻¹x)`` the LinUCB
+    uncertainty: one normal draw per candidate and query samples it exactly, in O(1) once ``q``
+    and ``u`` are known. ``S̃ = q + σ·u·ξ − λ·c`` with ``ξ ~ N(0, 1)``; route to ``argmax S̃``.
+
+    Why not only the UCB bonus ``α·u``: with bandit feedback the chosen candidate is observed only
+    where it already looks best, and a deterministic bonus explores the same candidates in the
+    same places every time. Sampling sends a little traffic wherever a candidate *might* be best,
+    with a probability that falls as its uncertainty shrinks. ``scale`` is ``σ`` (the noise
+    standard deviation of the quality target; 0 gives the greedy choice).
+    """
+    q = np.asarray(quality, dtype=np.float64)
+    noise = rng.standard_normal(q.shape) if scale else 0.0
+    return q + scale * np.asarray(uncertainty, dtype=np.float64) * noise - cost_weight * np.asarray(cost)
+
+
+# ---------------------------------------------------------------------------------- events
+def parse_score(score: Any) -> float:
+    """A feedback score as a float in [0, 1]; ``True``/``False`` are thumbs up/down."""
+    if isinstance(score, (bool, np.bool_)):
+        return 1.0 if score else 0.0
+    return finite_real(score, "feedback score (1 = good)", FeedbackError, minimum=0.0, maximum=1.0)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A number recorded by a client (output tokens, cost), or None when it is absent or unusable."""
+    try:
+        number = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
+
+
+#: Largest output length or latency a feedback event may carry (far above any real call; keeps the
+#: log-cost targets and the load statistics finite).
+_MAX_TOKENS = 1e9
+_MAX_LATENCY_S = 1e7
+
+
+def _optional_nonneg(value: Any, what: str, maximum: float) -> float | None:
+    if value is None:
+        return None
+    return finite_real(value, what, FeedbackError, minimum=0.0, maximum=maximum)
+
+
+# ---------------------------------------------------------------------------------- score net
+class FeedbackScoreNet:
+    """``s_l(e) = w_lᵀ tanh(U e + c) + b_l`` per candidate, trained by REINFORCE (module docstring).
+
+    With ``hidden = 0`` the trunk is the identity: ``s_l(e) = w_lᵀ e + b_l``.
+    """
+
+    def __init__(self, dim: int, settings: LearningSettings, *, seed: int = 0) -> None:
+        self.dim = dim
+        self.settings = settings
+        rng = np.random.default_rng(seed)
+        h = settings.hidden
+        self.U = rng.normal(0.0, 1.0 / math.sqrt(dim), size=(h, dim)) if h else np.zeros((0, dim))
+        self.c = np.zeros(h)
+        self.heads: dict[str, np.ndarray] = {}  # name -> [w (width), b]
+        self.stats: dict[str, np.ndarray] = {}  # name -> [n, mean, m2] of residual rewards
+        self.baseline = 0.0
+        self.n_updates = 0
+
+    @property
+    def width(self) -> int:
+        return self.settings.hidden or self.dim
+
+    def trunk(self, e: np.ndarray) -> np.ndarray:
+        e = np.atleast_2d(np.asarray(e, dtype=np.float64))
+        return np.tanh(e @ self.U.T + self.c) if self.settings.hidden else e
+
+    def add(self, name: str) -> None:
+        """A new candidate starts neutral (``s = 0``) and unconfident (no observations)."""
+        self.heads.setdefault(name, np.zeros(self.width + 1))
+        self.stats.setdefault(name, np.zeros(3))
+
+    def remove(self, name: str) -> None:
+        self.heads.pop(name, None)
+        self.stats.pop(name, None)
+
+    def scores(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """``s`` of shape (n, len(names)); candidates without a head score 0."""
+        h = self.trunk(embeddings)
+        out = np.zeros((h.shape[0], len(names)))
+        for j, name in enumerate(names):
+            head = self.heads.get(name)
+            if head is not None:
+                out[:, j] = h @ head[:-1] + head[-1]
+        return out
+
+    def policy(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """``π(l|e) = softmax_l s_l(e)``."""
+        s = self.scores(embeddings, names)
+        s = s - s.max(axis=1, keepdims=True)
+        p = np.exp(s)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def routing_scores(self, embeddings: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """The term the meta score adds: the centred policy ``π(l|e) − 1/m``, in ``(−1/m, 1 − 1/m)``.
+
+        Why not the logits ``s_l`` themselves: REINFORCE leaves their scale unanchored (a
+        candidate whose residuals beat the running baseline sees its logit grow with every event),
+        so ``γ·κ·s`` eventually outweighs every quality difference and routing collapses onto one
+        candidate (docs/online_learning.md). The probability keeps what the network learned, which
+        candidate the feedback favours here and by how much relative to the others, on a bounded
+        scale; centring at ``1/m`` makes an untrained network (uniform ``π``) add exactly nothing.
+        """
+        p = self.policy(embeddings, names)
+        return p - 1.0 / p.shape[1]
+
+    def variance(self, name: str) -> float:
+        n, _, m2 = self.stats.get(name, np.zeros(3))
+        st = self.settings
+        return float((st.prior_count * st.prior_variance + m2) / (st.prior_count + n)) if st.prior_count + n > 0 \
+            else st.prior_variance
+
+    def confidence(self, names: Sequence[str]) -> np.ndarray:
+        """``κ_l = 1/(Var[s_l] + ε)`` per candidate."""
+        return np.array([1.0 / (self.variance(n) + self.settings.epsilon) for n in names])
+
+    def step(self, embedding: np.ndarray, names: Sequence[str], chosen: str, residual: float) -> float:
+        """One REINFORCE step for feedback on ``chosen``; returns the advantage ``δ``."""
+        for name in names:
+            self.add(name)
+        names = list(names)
+        a = names.index(chosen)
+        e = np.asarray(embedding, dtype=np.float64).reshape(-1)
+        h = self.trunk(e)[0]
+        W = np.stack([self.heads[n] for n in names])  # (m, width + 1)
+        s = W[:, :-1] @ h + W[:, -1]
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        advantage = residual - self.baseline
+        self.baseline += self.settings.baseline_rate * (residual - self.baseline)
+        # κ_l relative to the prior's κ0 = 1/(v0 + ε): a candidate with no evidence takes steps of size η
+        kappa = self.confidence(names) * (self.settings.prior_variance + self.settings.epsilon)
+        onehot = np.zeros(len(names))
+        onehot[a] = 1.0
+        coef = self.settings.learning_rate * kappa * (onehot - p) * advantage  # (m,)
+        if self.settings.hidden:
+            dh = (coef @ W[:, :-1]) * (1.0 - h * h)  # back-prop through tanh, with the old heads
+            self.U += np.outer(dh, e)
+            self.c += dh
+        for j, name in enumerate(names):
+            self.heads[name][:-1] += coef[j] * h
+            self.heads[name][-1] += coef[j]
+        # Welford update of the residual variance of the candidate that was observed
+        st = self.stats[chosen]
+        st[0] += 1
+        delta = residual - st[1]
+        st[1] += delta / st[0]
+        st[2] += delta * (residual - st[1])
+        self.n_updates += 1
+        return float(advantage)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        names = list(self.heads)
+        meta = {"dim": self.dim, "names": names, "baseline": self.baseline, "n_updates": self.n_updates}
+        arrays = {"U": self.U, "c": self.c}
+        if names:
+            arrays["heads"] = np.stack([self.heads[n] for n in names])
+            arrays["stats"] = np.stack([self.stats[n] for n in names])
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], settings: LearningSettings
+                   ) -> FeedbackScoreNet:
+        net = cls(int(meta["dim"]), settings)
+        net.U = np.array(arrays["U"], dtype=np.float64)
+        net.c = np.array(arrays["c"], dtype=np.float64)
+        expected = (settings.hidden, net.dim) if settings.hidden else (0, net.dim)
+        if net.U.shape != expected:
+            raise DataError(f"feedback network trunk has shape {net.U.shape}, settings say hidden={settings.hidden}")
+        names = [str(n) for n in meta["names"]]
+        if names:
+            heads, stats = np.asarray(arrays["heads"], np.float64), np.asarray(arrays["stats"], np.float64)
+            if heads.shape != (len(names), net.width + 1) or stats.shape != (len(names), 3):
+                raise DataError("feedback network heads do not match the candidates named in the manifest")
+            net.heads = {n: heads[i].copy() for i, n in enumerate(names)}
+            net.stats = {n: stats[i].copy() for i, n in enumerate(names)}
+        net.baseline = float(meta["baseline"])
+        net.n_updates = int(meta["n_updates"])
+        return net
+
+
+# ---------------------------------------------------------------------------------- change detection
+class ResidualChangeDetector:
+    """Two-sided Bernoulli CUSUM (Page, 1954) on each candidate's feedback, against its predictions.
+
+    Why: the ridge weighs every past observation equally, so after a model changes behind its
+    name it needs about as many new outcomes as it has old ones to follow (docs/online_learning.md,
+    drift replay). The detector asks, event by event, whether the outcomes have become more likely
+    under "the candidate got worse (or better) by ``δ`` in log-odds" than under its predictions.
+
+    For an event with outcome ``r`` in [0, 1] and predicted quality ``q̂``, the prediction is first
+    recentred by the running mean ``μ`` of this candidate's residuals ``r − q̂`` since the last reset
+    (chosen candidates are the ones predicted high, so their residuals run slightly negative even
+    when nothing changes): ``p0 = clip(q̂ + μ, 0.02, 0.98)``. With ``p± = σ(logit(p0) ± δ)``::
+
+        ℓ±  = r·log(p±/p0) + (1 − r)·log((1 − p±)/(1 − p0))      log-likelihood ratio of one event
+        g± ← max(0, g± + ℓ±)                                       alarm when max(g+, g−) > h
+
+    Because ``ℓ`` is a likelihood ratio, the false-alarm rate does not depend on how skewed the
+    outcomes are (a normal-theory CUSUM on standardised residuals fires often on a candidate right
+    95% of the time): with no change a side alarms about once in ``e^h`` events or less (h = 9.2:
+    10⁴), and a change of ``δ`` is detected after about ``h / KL(p±‖p0)`` events, about 90 for
+    p0 = 0.85 and δ = 1 (fewer for larger changes). On an alarm the candidate's statistics restart.
+    """
+
+    _FIELDS = 4  # n, mean residual, g_up, g_down
+    _P_MIN = 0.02
+
+    def __init__(self, settings: LearningSettings) -> None:
+        self.settings = settings
+        self.state: dict[str, np.ndarray] = {}
+        self.alarms: dict[str, int] = {}
+
+    def update(self, name: str, score: float, predicted: float) -> bool:
+        """Add one outcome of ``name``; True when it raises an alarm (the statistics then restart)."""
+        st = self.state.setdefault(name, np.zeros(self._FIELDS))
+        residual = score - predicted
+        alarm = False
+        if st[0] >= self.settings.change_warmup:
+            p0 = min(max(predicted + st[1], self._P_MIN), 1.0 - self._P_MIN)
+            logit = math.log(p0 / (1.0 - p0))
+            for j, sign in ((2, 1.0), (3, -1.0)):
+                p1 = 1.0 / (1.0 + math.exp(-(logit + sign * self.settings.change_shift)))
+                llr = score * math.log(p1 / p0) + (1.0 - score) * math.log((1.0 - p1) / (1.0 - p0))
+                st[j] = max(0.0, st[j] + llr)
+            alarm = max(st[2], st[3]) > self.settings.change_threshold
+        if alarm:
+            st[:] = 0.0
+            self.alarms[name] = self.alarms.get(name, 0) + 1
+            return True
+        st[0] += 1
+        st[1] += (residual - st[1]) / st[0]
+        return False
+
+    def forget(self, name: str) -> None:
+        self.state.pop(name, None)
+        self.alarms.pop(name, None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": {n: [float(v) for v in st] for n, st in self.state.items()}, "alarms": dict(self.alarms)}
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        state = data.get("state", {})
+        if not isinstance(state, Mapping) or any(len(v) != self._FIELDS for v in state.values()):
+            raise DataError("change detector state in the manifest is malformed")
+        self.state = {str(n): np.asarray(v, dtype=np.float64) for n, v in state.items()}
+        self.alarms = {str(n): int(v) for n, v in data.get("alarms", {}).items()}
+
+
+# ---------------------------------------------------------------------------------- learner
+class OnlineLearner:
+    """Everything the router learns after ``fit``: feedback, journal, feedback scores, pool changes.
+
+    One per router (``router.learning``). Its public methods are reached through the router
+    (:meth:`MixLLMRouter.feedback`, :meth:`~MixLLMRouter.add_candidate`); :meth:`flush`,
+    :meth:`close` and :attr:`stats` are for operators.
+    """
+
+    def __init__(self, settings: LearningSettings | None = None, *, seed: int = 0) -> None:
+        self.settings = settings or LearningSettings()
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.net: FeedbackScoreNet | None = None
+        self.applied_seq = 0  # highest sequence number applied to the predictors
+        self._next_seq = 1
+        self.pending: list[FeedbackEvent] = []
+        self.journal: FeedbackJournal | None = (
+            FeedbackJournal(self.settings.journal_path, fsync=self.settings.journal_fsync)
+            if self.settings.journal_path else None
+        )
+        self.warming: set[str] = set()  # candidates whose kNN waits for knn_k own examples
+        self.priors: dict[str, str] = {}  # new candidate -> where its prior came from
+        self._rated: OrderedDict[str, None] = OrderedDict()
+        self._bank_buf: np.ndarray | None = None
+        self._spare_net: FeedbackScoreNet | None = None  # allocated by _prepare before the first event
+        self.n_events = 0
+        self.apply_seconds = 0.0
+        self.detector = ResidualChangeDetector(self.settings)
+
+    # -- feedback ------------------------------------------------------------------------------
+    def feedback(
+        self,
+        router: MixLLMRouter,
+        key: str,
+        score: Any,
+        *,
+        output_tokens: float | None = None,
+        latency_s: float | None = None,
+    ) -> FeedbackEvent:
+        """Validate, journal, then apply (or queue) one feedback event. See MixLLMRouter.feedback."""
+        value = parse_score(score)
+        out_tokens = _optional_nonneg(output_tokens, "output_tokens", _MAX_TOKENS)
+        latency = _optional_nonneg(latency_s, "latency_s", _MAX_LATENCY_S)
+        router._check_fitted()
+        record = router.decisions.get(str(key))
+        if record is None:
+            raise FeedbackError(
+                f"no routing decision with id or alias {key!r}: unknown, made by another process or before a "
+                f"restart, or expired from the log of the last {router.decisions.capacity} decisions"
+            )
+        candidate = record.answered_by or record.chosen
+        with self.lock:  # the pool cannot change from here until the event is applied or queued
+            if candidate not in router.pool:
+                raise FeedbackError(
+                    f"decision {record.decision_id} was answered by {candidate!r}, which has been removed since"
+                )
+            if record.decision_id in self._rated:
+                raise FeedbackError(f"decision {record.decision_id} already received feedback; each decision is rated once")
+            if out_tokens is None:
+                out_tokens = _finite_or_none(record.output_tokens)
+            embedding = np.asarray(record.embedding, dtype=np.float32).reshape(-1)
+            shared = router.state.shares_feedback
+            if not shared and self.journal is not None:
+                self.journal.open()  # before numbering: a refused or damaged journal allocates nothing
+            if not shared:
+                self._prepare(router, embedding)  # everything that can fail, before the journal line
+            event = FeedbackEvent(
+                seq=0 if shared else self._allocate_seq(),
+                decision_id=record.decision_id,
+                candidate=candidate,
+                score=value,
+                embedding=embedding,
+                input_tokens=float(record.input_tokens),
+                output_tokens=out_tokens,
+                latency_s=latency,
+                cost_usd=_finite_or_none(record.cost_usd),
+                created_at=time.time(),
+            )
+            if shared:
+                # the shared learner applies it; the stream entry id becomes its sequence number
+                event = replace(event, seq=router.state.publish_feedback(event))
+            elif self.journal is not None:
+                try:
+                    self.journal.append(event)
+                except BaseException as exc:
+                    self._next_seq = event.seq  # not acknowledged: the number is free again
+                    if isinstance(exc, OSError):
+                        raise FeedbackError(f"could not write the feedback journal {self.journal.path}: {exc}") from exc
+                    raise
+            self._remember(record.decision_id)
+            if latency is not None and record.latency_s is None and candidate in router.load_tracker:
+                router.load_tracker.observe(candidate, latency, out_tokens)  # a call made outside the router
+            if not shared:
+                self.pending.append(event)
+                if len(self.pending) >= self.settings.batch_size:
+                    self.flush(router)
+        return event
+
+    def _prepare(self, router: MixLLMRouter, embedding: np.ndarray) -> None:
+        """Check and allocate what applying one more event needs, before it is journaled.
+
+        An event is applied all or nothing: what can fail (a wrong embedding, the memory for the
+        feedback network and the bank's next rows) fails here, before the journal line is written
+        and before any learnt state changes; what is left in :meth:`apply` is arithmetic on
+        validated, finite numbers. The allocations change no prediction (an untrained network
+        adds nothing to the meta score; the bank's new capacity holds no rows yet).
+        """
+        bank = router.bank_
+        assert bank is not None
+        if embedding.shape != (bank.shape[1],) or not np.isfinite(embedding).all():
+            raise FeedbackError(f"the decision's embedding has shape {embedding.shape} or non-finite values; "
+                                f"the router's bank has dimension {bank.shape[1]}")
+        if self.net is None and self._spare_net is None:  # built now, adopted by the first apply
+            self._spare_net = FeedbackScoreNet(bank.shape[1], self.settings, seed=self.seed)
+        self._reserve_bank(router, len(self.pending) + 1)
+
+    def _allocate_seq(self) -> int:
+        if self.journal is not None:
+            self._next_seq = max(self._next_seq, self.journal.last_seq + 1)
+        seq = max(self._next_seq, self.applied_seq + 1)
+        self._next_seq = seq + 1
+        return seq
+
+    def _remember(self, decision_id: str) -> None:
+        self._rated[decision_id] = None
+        while len(self._rated) > self.settings.remember_feedback_ids:
+            self._rated.popitem(last=False)
+
+    def flush(self, router: MixLLMRouter) -> int:
+        """Apply every queued event now; returns how many were applied."""
+        with self.lock:
+            events, self.pending = self.pending, []
+            for event in events:
+                self.apply(router, event)
+            return len(events)
+
+    def apply(self, router: MixLLMRouter, event: FeedbackEvent) -> None:
+        """Apply one event to the predictors of its candidate and to the feedback network."""
+        from ..predictors import features
+
+        with self.lock:
+            if event.seq <= self.applied_seq:
+                return
+            if event.candidate not in router.pool:
+                warnings.warn(f"feedback #{event.seq} for removed candidate {event.candidate!r} skipped",
+                              JournalWarning, stacklevel=3)
+                self.applied_seq = event.seq
+                return
+            t0 = time.perf_counter()
+            model = router.predictors_[event.candidate]
+            e = event.embedding.reshape(1, -1)
+            x = features(e, np.array([event.input_tokens]))
+            assert router.bank_ is not None
+            q_hat = float(model.predict_quality(x, e, e.astype(np.float64) @ router.bank_.T)[0])
+            row = self._append_bank(router, event.embedding)
+            cost = None if event.cost_usd is None else np.array([event.cost_usd])
+            out = None if event.output_tokens is None else np.array([event.output_tokens])
+            if model.cost_mode == "tokens" and out is None:
+                cost = out = None  # unknown output length: keep the current length prediction
+            model.update(x, np.array([row]), np.array([event.score]), cost, out)
+            self._maybe_finish_warming(router, event.candidate)
+            if self.settings.change_detection and self.detector.update(event.candidate, event.score, q_hat):
+                self._after_change(router, event.candidate)
+                logger.info("feedback #%d: the outcomes of %r changed; its predictors are softened", event.seq,
+                            event.candidate)
+            net = self._net(router)
+            net.step(event.embedding, router.pool.names, event.candidate, event.score - q_hat)
+            self.applied_seq = event.seq
+            self.n_events += 1
+            self.apply_seconds += time.perf_counter() - t0
+
+    def _net(self, router: MixLLMRouter) -> FeedbackScoreNet:
+        if self.net is None:
+            assert router.bank_ is not None
+            spare, self._spare_net = self._spare_net, None
+            if spare is None or spare.dim != router.bank_.shape[1]:
+                spare = FeedbackScoreNet(router.bank_.shape[1], self.settings, seed=self.seed)
+            self.net = spare
+        return self.net
+
+    def _reserve_bank(self, router: MixLLMRouter, extra: int) -> None:
+        """Make room for ``extra`` more rows in the buffer ``router.bank_`` is a view of."""
+        bank = router.bank_
+        assert bank is not None
+        n = bank.shape[0]
+        buf = self._bank_buf
+        if buf is not None and bank.base is buf and np.shares_memory(bank, buf) and n + extra <= buf.shape[0]:
+            return
+        grown = np.empty((max(2 * (n + extra), 1024), bank.shape[1]), dtype=bank.dtype)
+        grown[:n] = bank
+        self._bank_buf = grown
+        router.bank_ = grown[:n]
+
+    def _append_bank(self, router: MixLLMRouter, embedding: np.ndarray) -> int:
+        """Append to ``router.bank_`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
+        self._reserve_bank(router, 1)
+        assert router.bank_ is not None and self._bank_buf is not None
+        n = router.bank_.shape[0]
+        self._bank_buf[n] = embedding
+        router.bank_ = self._bank_buf[: n + 1]
+        return n
+
+    def _after_change(self, router: MixLLMRouter, name: str) -> None:
+        """The detector says ``name``'s outcomes changed: make its predictors follow the new ones.
+
+        The ridge keeps its prior and ``change_softening`` of its data (:meth:`LinUCBRidge.soften`).
+        kNN keeps only the last ``change_warmup`` outcomes, the ones around the alarm, and leaves the
+        ensemble until it again holds ``knn_k`` of them (as a new candidate's does). A fitted MLP,
+        which is never updated online, is dropped.
+        """
+        model = router.predictors_[name]
+        model.linear.soften(self.settings.change_softening)
+        model.knn.keep_recent(self.settings.change_warmup)
+        self._warm_knn_if_short(name, model)
+        model.mlp = None
+
+    def _warm_knn_if_short(self, name: str, model: CandidatePredictor) -> None:
+        """Leave kNN out of ``name``'s ensemble until it holds ``knn_k`` examples of its own (a mean
+        of a few 0/1 outcomes would swamp the estimate); :meth:`_maybe_finish_warming` brings it back."""
+        if "knn" in model.kinds and model.knn.targets.size < model.knn_k:
+            model.kinds = tuple(k for k in model.kinds if k != "knn")
+            self.warming.add(name)
+
+    def _maybe_finish_warming(self, router: MixLLMRouter, name: str) -> None:
+        if name in self.warming:
+            model = router.predictors_[name]
+            if model.knn.targets.size >= model.knn_k:
+                model.kinds = router._quality_kinds()
+                self.warming.discard(name)
+
+    # -- routing -------------------------------------------------------------------------------
+    def score_terms(self, embeddings: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(π − 1/m, κ)`` for the meta score's ``γ·κ·s`` term, shapes (n, m); None before any feedback.
+
+        ``s`` here is the centred policy probability (:meth:`FeedbackScoreNet.routing_scores`), a
+        bounded stand-in for the raw logits.
+        """
+        with self.lock:
+            if self.net is None or self.net.n_updates == 0:
+                return None
+            s = self.net.routing_scores(embeddings, names)
+            kappa = np.broadcast_to(self.net.confidence(names), s.shape)
+            return s, kappa
+
+    # -- pool changes --------------------------------------------------------------------------
+    def add_candidate(
+        self,
+        router: MixLLMRouter,
+        candidate: Candidate | str,
+        *,
+        examples: RoutingDataset | Iterable[Mapping[str, Any]] | None = None,
+        prior: str | None = "similar",
+    ) -> str:
+        """See :meth:`MixLLMRouter.add_candidate`; returns where the prior came from."""
+        from ..candidates import Candidate
+        from ..predictors import CandidatePredictor, features
+
+        router._check_fitted()
+        if isinstance(candidate, str):
+            candidate = Candidate(name=candidate)
+        if not isinstance(candidate, Candidate):
+            raise ConfigError(f"expected a Candidate or a name, got {type(candidate).__name__}")
+        if candidate.name in router.pool:
+            raise ConfigError(f"candidate {candidate.name!r} is already in the pool")
+        ex = self._examples(router, candidate.name, examples) if examples is not None else None
+        has_prices = candidate.input_price > 0 or candidate.output_price > 0
+        cost_mode = "tokens" if has_prices and ex is not None and ex[4] is not None else "direct"
+        if prior == "fitted":  # a mix of the other candidates fitted to the examples (opt-in, see onboarding.py)
+            source, w0, m0 = self._fitted_prior(router, ex, cost_mode)
+        else:
+            source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
+        cfg = router.config
+        kinds = router._quality_kinds()
+        assert router.bank_ is not None
+        model = CandidatePredictor(
+            candidate.name, dim=router.bank_.shape[1], kinds=kinds, cost_mode=cost_mode,  # type: ignore[arg-type]
+            prior_strength=cfg.prior_strength, knn_k=cfg.knn_k, mlp_hidden=cfg.mlp_hidden,
+            mlp_alpha=cfg.mlp_alpha, seed=cfg.seed,
+        )
+        rho = self.settings.new_candidate_prior_weight or cfg.prior_strength
+        model.linear.a_inv = np.eye(model.linear.dim) / rho
+        model.linear.b = rho * w0
+        model.linear.offset = m0  # ŷ = m + xᵀw: the donor's centre, too
+        model.linear._weights = None
+        with self.lock:
+            if ex is not None:
+                emb, tokens, quality, cost, out_tokens = ex
+                rows = np.array([self._append_bank(router, e) for e in emb])
+                model.update(features(emb, tokens), rows, quality, cost, out_tokens)
+                if "mlp" in kinds and len(quality) >= 50:
+                    from ..predictors import MLPRegressorNP
+
+                    model.mlp = MLPRegressorNP(cfg.mlp_hidden, cfg.mlp_alpha, seed=cfg.seed).fit(emb, quality)
+            self._warm_knn_if_short(candidate.name, model)
+            router.pool.add(candidate)
+            router.predictors_[candidate.name] = model
+            if candidate.name not in router.load_tracker:
+                router.load_tracker.register(candidate.name, candidate.max_concurrency)
+            if self.net is not None:
+                self.net.add(candidate.name)
+            self.priors[candidate.name] = source
+        return source
+
+    def _examples(
+        self, router: MixLLMRouter, name: str, examples: RoutingDataset | Iterable[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        from ..data import RoutingDataset
+
+        cost: np.ndarray | None
+        out: np.ndarray | None
+        if isinstance(examples, RoutingDataset):
+            if name not in examples.models:
+                raise DataError(f"the examples have no outcomes for {name!r}; models in them: {examples.models}")
+            ds = examples.with_models([name])
+            queries = ds.queries
+            quality = ds.matrix("quality", [name])[:, 0]
+            cost = ds.matrix("cost", [name])[:, 0]
+            out = ds.matrix("output_tokens", [name])[:, 0] if ds.has_column("output_tokens") else None
+        else:
+            records = list(examples)
+            queries, q, c, o = [], [], [], []
+            for i, rec in enumerate(records):
+                if not isinstance(rec, Mapping) or "query" not in rec or "quality" not in rec:
+                    raise DataError(f"example {i} must be a mapping with at least 'query' and 'quality'")
+                if rec.get("model", name) != name:
+                    raise DataError(f"example {i} is for model {rec.get('model')!r}, not {name!r}")
+                queries.append(str(rec["query"]))
+                q.append(rec["quality"])
+                c.append(rec.get("cost", np.nan))
+                o.append(rec.get("output_tokens", np.nan))
+            try:
+                quality = np.asarray(q, dtype=np.float64)
+                cost = np.asarray(c, dtype=np.float64)
+                out = np.asarray(o, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"example values must be numbers: {exc}") from None
+            if not np.isfinite(out).all():
+                out = None
+        if not queries:
+            return None
+        if not (np.isfinite(quality).all() and ((quality >= 0) & (quality <= 1)).all()):
+            raise DataError(f"example qualities for {name!r} must be finite and in [0, 1]")
+        if not np.isfinite(cost).all() or (cost < 0).any():
+            cost = None  # no usable recorded cost: the prior's cost prediction stays
+        emb, tokens = router.embed(queries)
+        return emb, tokens, quality, cost, out
+
+    def _prior(
+        self, router: MixLLMRouter, candidate: Candidate, prior: str | None, cost_mode: str
+    ) -> tuple[str, np.ndarray, np.ndarray]:
+        """(description, prior weights w₀ (dim + 2, 2), prior centre m₀ (2,)) with ŷ = m₀ + xᵀw₀.
+
+        Column 0 is quality, column 1 the cost target (log cost or log output tokens, by
+        ``cost_mode``); a donor with another cost mode lends only its quality column.
+        """
+        names = router.pool.names
+        dim = next(iter(router.predictors_.values())).linear.dim
+
+        def parts(name: str) -> tuple[np.ndarray, np.ndarray]:
+            lin = router.predictors_[name].linear
+            return lin.weights.copy(), np.array(getattr(lin, "offset", np.zeros(2)), dtype=np.float64).copy()
+
+        def neutral_cost(w0: np.ndarray, m0: np.ndarray) -> None:
+            w0[:, 1] = 0.0
+            m0[1] = self._cost_bias_guess(router, cost_mode)
+
+        if prior is None:
+            w0, m0 = np.zeros((dim, 2)), np.zeros(2)
+            neutral_cost(w0, m0)
+            return "none", w0, m0
+        if prior == "similar":
+            priced = [n for n in names if router.pool.get(n).input_price > 0 or router.pool.get(n).output_price > 0]
+            if priced and (candidate.input_price > 0 or candidate.output_price > 0):
+                def distance(n: str) -> float:
+                    other = router.pool.get(n)
+                    return abs(math.log1p(other.input_price) - math.log1p(candidate.input_price)) + \
+                        abs(math.log1p(other.output_price) - math.log1p(candidate.output_price))
+                prior = min(priced, key=distance)
+            else:
+                prior = "mean"  # no prices to compare: the average candidate
+        if prior == "mean":
+            all_parts = [parts(n) for n in names]
+            w0 = np.mean([w for w, _ in all_parts], axis=0)
+            m0 = np.mean([m for _, m in all_parts], axis=0)
+            same = [parts(n) for n in names if router.predictors_[n].cost_mode == cost_mode]
+            if same:
+                w0[:, 1] = np.mean([w[:, 1] for w, _ in same], axis=0)
+                m0[1] = float(np.mean([m[1] for _, m in same]))
+            else:
+                neutral_cost(w0, m0)
+            return "mean", w0, m0
+        if prior not in router.pool:
+            raise UnknownCandidateError(
+                f"prior={prior!r}: expected 'similar', 'mean', None or a candidate name; candidates: {names}"
+            )
+        w0, m0 = parts(prior)
+        if router.predictors_[prior].cost_mode != cost_mode:
+            neutral_cost(w0, m0)
+        return prior, w0, m0
+
+    def _fitted_prior(self, router: MixLLMRouter, ex: Any, cost_mode: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """The prior fitted to the examples: a mix of the other candidates' ridges (``mixllm_router.learning.onboarding``)."""
+        from ..predictors import features
+        from ..predictors.candidate import COST_FLOOR_USD
+        from .onboarding import MIN_EXAMPLES, fitted_prior
+
+        if ex is None or len(ex[2]) < MIN_EXAMPLES:
+            raise DataError(f"prior='fitted' needs at least {MIN_EXAMPLES} examples, got {0 if ex is None else len(ex[2])}")
+        emb, tokens, quality, cost, out = ex
+        names = router.pool.names
+        models = {n: router.predictors_[n] for n in names}
+        cost_t = None
+        if cost_mode == "tokens" and out is not None:
+            cost_t = np.log1p(np.maximum(out, 0.0))
+        elif cost_mode == "direct" and cost is not None:
+            cost_t = np.log(np.maximum(cost, 0.0) + COST_FLOOR_USD)
+        fit = fitted_prior(
+            {n: m.linear.weights for n, m in models.items()},
+            {n: np.asarray(getattr(m.linear, "offset", np.zeros(2)), dtype=np.float64) for n, m in models.items()},
+            [n for n, m in models.items() if m.cost_mode == cost_mode],
+            features(emb, tokens), quality, cost_t,
+            (np.zeros(next(iter(models.values())).linear.dim), self._cost_bias_guess(router, cost_mode)),
+        )
+        return "fitted", fit.w0, fit.m0
+
+    @staticmethod
+    def _cost_bias_guess(router: MixLLMRouter, cost_mode: str) -> float:
+        if cost_mode == "tokens":
+            return float(np.log1p(256.0))  # a typical answer length
+        direct = [float(m.linear.predict(np.zeros((1, m.linear.dim)))[0, 1])
+                  for m in router.predictors_.values() if m.cost_mode == "direct"]
+        return float(np.mean(direct)) if direct else float(np.log(1e-3))
+
+    def forget(self, name: str) -> None:
+        """Drop a removed candidate's feedback head and bookkeeping (nothing else changes)."""
+        with self.lock:
+            if self.net is not None:
+                self.net.remove(name)
+            self.warming.discard(name)
+            self.priors.pop(name, None)
+            self.detector.forget(name)
+
+    def adopt(self, other: OnlineLearner) -> None:
+        """Take ``other``'s learnt model (a newer published checkpoint's); keep this object's journal,
+        settings and the ids of decisions already rated. The caller holds both routers' locks."""
+        with self.lock:
+            self.net = other.net
+            self.applied_seq = max(self.applied_seq, other.applied_seq)
+            self._next_seq = max(self._next_seq, self.applied_seq + 1)
+            self.warming = set(other.warming)
+            self.priors = dict(other.priors)
+            self.n_events = other.n_events
+            self.detector = other.detector
+            self.pending = []
+            self._bank_buf = None
+            self._spare_net = None
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state(self, router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Checkpoint state; queued events are applied first so ``applied_seq`` is exact."""
+        with self.lock:
+            self.flush(router)
+            meta: dict[str, Any] = {
+                "applied_seq": self.applied_seq,
+                "warming": sorted(self.warming),
+                "priors": dict(self.priors),
+                "n_events": self.n_events,
+                "net": None,
+                "change_detector": self.detector.to_json(),
+            }
+            arrays: dict[str, np.ndarray] = {}
+            if self.net is not None:
+                net_meta, net_arrays = self.net.state()
+                meta["net"] = net_meta
+                arrays = {f"net.{k}": v for k, v in net_arrays.items()}
+            return {"learning": meta}, {f"learning.{k}": v for k, v in arrays.items()}
+
+    def restore(self, router: MixLLMRouter, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Inverse of :meth:`state`, then replay the journal's entries the checkpoint lacks."""
+        learning = meta.get("learning")
+        if learning:
+            self.applied_seq = int(learning["applied_seq"])
+            self._next_seq = self.applied_seq + 1
+            self.warming = {str(n) for n in learning["warming"]} & set(router.pool.names)
+            self.priors = {str(k): str(v) for k, v in learning["priors"].items()}
+            self.n_events = int(learning["n_events"])
+            if learning.get("change_detector"):  # absent in checkpoints written before it existed
+                self.detector.load_json(learning["change_detector"])
+            if learning.get("net"):
+                prefix = "learning.net."
+                sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                self.net = FeedbackScoreNet.from_state(learning["net"], sub, self.settings)
+        self.replay(router)
+
+    def replay(self, router: MixLLMRouter) -> int:
+        """Apply journal entries newer than ``applied_seq``; returns how many were applied."""
+        if self.journal is None or not self.journal.path.exists():
+            return 0
+        with self.lock:
+            applied = 0
+            for event in self.journal.read():
+                if event.seq > self.applied_seq:
+                    self.apply(router, event)
+                    applied += 1
+                    self._remember(event.decision_id)
+            self._next_seq = max(self._next_seq, self.journal.last_seq + 1)
+            return applied
+
+    def close(self) -> None:
+        """Release the journal (file and inter-process lock)."""
+        if self.journal is not None:
+            self.journal.close()
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Events applied, events queued, the mean time to apply one (seconds), changes detected."""
+        return {
+            "applied": float(self.n_events),
+            "pending": float(len(self.pending)),
+            "applied_seq": float(self.applied_seq),
+            "mean_apply_s": self.apply_seconds / self.n_events if self.n_events else 0.0,
+            "changes_detected": float(sum(self.detector.alarms.values())),
+        }
+
