@@ -20,6 +20,10 @@ from .._exceptions import ConfigError, DataError
 __all__ = ["KNNRegressor"]
 
 
+#: Similarities closer than this are tied (a few float32 ulps of a 384-term dot product near 1).
+_TIE = 1e-6
+
+
 class KNNRegressor:
     """Mean outcome of the ``k`` most similar examples this candidate has seen."""
 
@@ -56,8 +60,16 @@ class KNNRegressor:
         if n <= self.k:
             return np.full(sims.shape[0], self.targets.mean())
         own = sims[:, self.rows]
-        idx = np.argpartition(-own, self.k - 1, axis=1)[:, : self.k]
-        return self.targets[idx].mean(axis=1)
+        # The k most similar, with similarities within _TIE of the k-th one taken as tied and broken
+        # by the lower bank row. float32 products differ in the last bits with the shape of the
+        # batch (BLAS kernels), and duplicate prompts tie exactly; without this rule one query
+        # predicted alone, in a block or in a batch could get different neighbours.
+        kth = np.partition(own, n - self.k, axis=1)[:, n - self.k, None]
+        better = own > kth + _TIE
+        tied = np.abs(own - kth) <= _TIE
+        room = self.k - better.sum(axis=1, keepdims=True)
+        chosen = better | (tied & (np.cumsum(tied, axis=1) <= room))
+        return (chosen @ self.targets) / self.k
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {"rows": self.rows, "targets": self.targets}
