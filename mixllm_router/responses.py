@@ -8,17 +8,41 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .clients.base import ChatClient, CompletionChunk, Message, normalize_messages
 from .clients.fallback import AsyncCallStream, CallResult, CallStream
 from .policy.decision import RoutingDecision
 
 if TYPE_CHECKING:
-    from .candidates import Candidate
-    from .router import MixLLMRouter
+    from collections.abc import Mapping
 
-__all__ = ["RoutedResponse", "RoutedStream", "routing_text", "prepare_call"]
+    from .candidates import Candidate, CandidatePool
+    from .policy.decision import DecisionLog
+
+__all__ = ["CallHost", "RoutedResponse", "RoutedStream", "routing_text", "prepare_call"]
+
+
+class CallHost(Protocol):
+    """What a call needs from the router that makes it (a :class:`~mixllm_router.MixLLMRouter`):
+    routing, the pool and clients of the candidates, the decision log that records what the call
+    cost, and the listeners told of each delivered answer."""
+
+    decisions: DecisionLog
+
+    @property
+    def pool(self) -> CandidatePool: ...
+
+    @property
+    def clients(self) -> Mapping[str, ChatClient]: ...
+
+    def route(self, query: str, *, cost_weight: float | None = None, cost_share: float | None = None,
+              max_cost_usd: float | None = None, candidates: Sequence[str] | None = None) -> RoutingDecision: ...
+
+    def callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]: ...
+
+    def answered(self, decision: RoutingDecision, text: str, candidate: str | None = None,
+                 messages: Sequence[Any] | None = None) -> None: ...
 
 
 def routing_text(messages: Sequence[Message]) -> str:
@@ -30,7 +54,7 @@ def routing_text(messages: Sequence[Message]) -> str:
 
 
 def prepare_call(
-    router: MixLLMRouter,
+    router: CallHost,
     messages: Any,
     tools: Sequence[Any] | None,
     cost_weight: float | None,
@@ -45,16 +69,16 @@ def prepare_call(
     user's question inside a RAG prompt); the candidate still receives every message.
     """
     msgs = normalize_messages(messages)
-    allowed = router._callable_candidates(tools, candidates)
+    allowed = router.callable_candidates(tools, candidates)
     text = query if query else routing_text(msgs)
     decision = router.route(text, cost_weight=cost_weight, cost_share=cost_share,
                             max_cost_usd=max_cost_usd, candidates=allowed)
-    ranked = [(router.pool.get(name), router._clients[name]) for name in decision.ranking]
+    ranked = [(router.pool.get(name), router.clients[name]) for name in decision.ranking]
     costs = {s.name: s.cost_usd for s in decision.scores}
     return msgs, decision, ranked, costs
 
 
-def _record(router: MixLLMRouter, decision: RoutingDecision, result: CallResult) -> None:
+def _record(router: CallHost, decision: RoutingDecision, result: CallResult) -> None:
     router.decisions.update(
         decision.decision_id,
         answered_by=result.candidate,
@@ -72,7 +96,7 @@ class RoutedResponse:
     call: CallResult
 
     @classmethod
-    def build(cls, router: MixLLMRouter, decision: RoutingDecision, result: CallResult,
+    def build(cls, router: CallHost, decision: RoutingDecision, result: CallResult,
               messages: Sequence[Message] | None = None) -> RoutedResponse:
         _record(router, decision, result)
         router.answered(decision, result.text, result.candidate, messages)  # online scoring: O(1), never raises
@@ -121,7 +145,7 @@ class RoutedStream:
     ``result`` is the :class:`RoutedResponse` once the stream has ended.
     """
 
-    def __init__(self, router: MixLLMRouter, decision: RoutingDecision, inner: CallStream | AsyncCallStream,
+    def __init__(self, router: CallHost, decision: RoutingDecision, inner: CallStream | AsyncCallStream,
                  messages: Sequence[Message] | None = None) -> None:
         self.decision = decision
         self.result: RoutedResponse | None = None

@@ -15,23 +15,24 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError, UnknownCandidateError
+from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError
 from ._validate import candidate_names, finite_real
 from .candidates import Candidate, CandidatePool
 from .config import RouterConfig, make_config
 from .encoders.backends import build_encoder
 from .learning.learner import OnlineLearner
-from .policy.decision import CandidateScore, DecisionLog, DecisionRecord, RoutingDecision, new_decision_id
+from .model import FittedModel, Predictions, PredictorSettings, fold_assignment
+from .policy.decision import DecisionLog, RoutingDecision
 from .policy.load import LoadTracker
-from .policy.meta_score import ScoreTerms, meta_scores
-from .policy.tradeoff import TradeoffCurve, default_cost_weights, sweep
-from .predictors import CandidatePredictor, features
+from .policy.meta_score import ScoreTerms
+from .policy.routing import Exploration, RoutingRequest, decide, eligibility, latency_terms
+from .policy.tradeoff import TradeoffCurve
 from .state.base import InProcessState, SharedState
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .clients.fallback import FallbackCaller
     from .data import RoutingDataset
     from .encoders.base import QueryEncoder
+    from .predictors import CandidatePredictor
     from .responses import RoutedResponse, RoutedStream
 
 __all__ = ["MixLLMRouter", "Predictions", "build_encoder", "fold_assignment"]
@@ -63,31 +65,6 @@ def _as_dataset(data: Any) -> RoutingDataset:
     elif type(data).__name__ == "DataFrame":
         hint = " (for a DataFrame, use RoutingDataset.from_pandas(frame))"
     raise TypeError(f"fit() takes a RoutingDataset, got {type(data).__name__}{hint}")
-
-
-def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
-    """Fold index (0..folds-1) of each of ``n`` items: balanced, shuffled, reproducible."""
-    return np.random.default_rng(seed).permutation(np.arange(n) % folds)
-
-
-#: Most query-to-bank similarities held at once when kNN predicts (4M float32 = 16 MB, plus the
-#: neighbour search's index array): bounds prediction memory on large data.
-_SIMILARITY_BLOCK = 1 << 22
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Per-candidate predictions for a batch of queries (rows) and candidates (columns)."""
-
-    names: list[str]
-    quality: np.ndarray
-    cost: np.ndarray
-    uncertainty: np.ndarray
-    input_tokens: np.ndarray
-    embeddings: np.ndarray
-
-    def terms(self) -> ScoreTerms:
-        return ScoreTerms(quality=self.quality, cost=self.cost, uncertainty=self.uncertainty)
 
 
 class MixLLMRouter:
@@ -131,7 +108,7 @@ class MixLLMRouter:
         **overrides: Any,
     ) -> None:
         self.config = make_config(config, **overrides)
-        self.pool = CandidatePool(candidates or ())
+        self.model = FittedModel(CandidatePool(candidates or ()), PredictorSettings.of(self.config))
         self._encoder = encoder
         self.load_tracker = load_tracker if load_tracker is not None else LoadTracker()
         self._caller = caller
@@ -142,11 +119,6 @@ class MixLLMRouter:
         self.learning = OnlineLearner(self.config.learning, seed=self.config.seed)  # feedback, journal, s_l(e)
         for name, client in (clients or {}).items():
             self.set_client(name, client)
-        self.predictors_: dict[str, CandidatePredictor] = {}
-        self.bank_: np.ndarray | None = None
-        self.calibration_: TradeoffCurve | None = None
-        self.encoder_fingerprint_: str | None = None
-        self.reference_: str | None = None
         self.state: SharedState = InProcessState()
         if state is not None:
             self.share_state(state)
@@ -162,19 +134,75 @@ class MixLLMRouter:
         return self._encoder
 
     @property
+    def built_encoder(self) -> QueryEncoder | None:
+        """The encoder if one was given or already built; None otherwise (nothing is built)."""
+        return self._encoder
+
+    @property
+    def clients(self) -> Mapping[str, ChatClient]:
+        """The attached clients by candidate name (read-only; attach with :meth:`set_client`)."""
+        return MappingProxyType(self._clients)
+
+    @property
     def candidate_names(self) -> list[str]:
         return self.pool.names
 
     @property
     def is_fitted(self) -> bool:
-        return self.bank_ is not None and bool(self.predictors_)
+        return self.model.is_fitted
 
     def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError("this MixLLMRouter is not fitted yet: call fit(data) or MixLLMRouter.load(path)")
+        self.model.check_fitted()
 
-    def _quality_kinds(self) -> tuple[str, ...]:
-        return tuple(self.config.quality_model.split("+"))
+    # The learnt state lives on ``self.model`` (:class:`~mixllm_router.model.FittedModel`); these
+    # names follow scikit-learn's trailing-underscore convention for fitted attributes.
+    @property
+    def pool(self) -> CandidatePool:
+        return self.model.pool
+
+    @pool.setter
+    def pool(self, value: CandidatePool) -> None:
+        self.model.pool = value
+
+    @property
+    def predictors_(self) -> dict[str, CandidatePredictor]:
+        return self.model.predictors
+
+    @predictors_.setter
+    def predictors_(self, value: dict[str, CandidatePredictor]) -> None:
+        self.model.predictors = value
+
+    @property
+    def bank_(self) -> np.ndarray | None:
+        return self.model.bank
+
+    @bank_.setter
+    def bank_(self, value: np.ndarray | None) -> None:
+        self.model.bank = value
+
+    @property
+    def calibration_(self) -> TradeoffCurve | None:
+        return self.model.calibration
+
+    @calibration_.setter
+    def calibration_(self, value: TradeoffCurve | None) -> None:
+        self.model.calibration = value
+
+    @property
+    def reference_(self) -> str | None:
+        return self.model.reference
+
+    @reference_.setter
+    def reference_(self, value: str | None) -> None:
+        self.model.reference = value
+
+    @property
+    def encoder_fingerprint_(self) -> str | None:
+        return self.model.encoder_fingerprint
+
+    @encoder_fingerprint_.setter
+    def encoder_fingerprint_(self, value: str | None) -> None:
+        self.model.encoder_fingerprint = value
 
     # ------------------------------------------------------------------------------ training
     def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -233,111 +261,10 @@ class MixLLMRouter:
         quality = data.matrix("quality", names)
         cost = data.matrix("cost", names)
         out_tokens = data.matrix("output_tokens", names) if data.has_column("output_tokens") else None
-
-        self.predictors_ = self._fit_predictors(names, embeddings, tokens, quality, cost, out_tokens)
-        self.bank_ = embeddings
-        self.encoder_fingerprint_ = self.encoder.fingerprint
-        self.reference_ = self._pick_reference(names, cost, quality)
-        self.calibration_ = None
-        if calibrate:
-            self.calibration_ = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
-            if self.calibration_ is None and len(texts) >= 2:  # sparse logs: estimate spend from predictions
-                self._calibrate_on_predictions(embeddings, tokens)
+        self.model.settings = PredictorSettings.of(self.config)
+        self.model.fit(embeddings, tokens, quality, cost, out_tokens, encoder_fingerprint=self.encoder.fingerprint,
+                       reference_model=self.config.reference_model, calibrate=calibrate)
         return self
-
-    def _pick_reference(self, names: list[str], cost: np.ndarray, quality: np.ndarray) -> str:
-        """The model ``cost_share`` is a share of: ``config.reference_model``, else the costliest one.
-
-        Candidates whose mean cost ties with the most (equal list prices, or no costs at all) are
-        told apart by mean quality, so a tie never makes the worst of them the yardstick."""
-        ref = self.config.reference_model
-        if ref is not None:
-            if ref not in names:
-                raise ConfigError(f"reference_model {ref!r} is not a candidate; candidates: {names}")
-            return ref
-        with warnings.catch_warnings():  # a column of NaN (sparse logs) is skipped, not warned about
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean_cost = np.nanmean(cost, axis=0)
-            mean_quality = np.nanmean(quality, axis=0)
-        top = np.nanmax(mean_cost)
-        tied = np.flatnonzero(np.isclose(mean_cost, top, rtol=1e-9, atol=0.0))
-        return names[int(tied[np.nanargmax(mean_quality[tied])])]
-
-    def _cost_mode(self, name: str, out_tokens: np.ndarray | None, column: int) -> str:
-        cand = self.pool.get(name)
-        has_prices = cand.input_price > 0 or cand.output_price > 0
-        if has_prices and out_tokens is not None and np.isfinite(out_tokens[:, column]).any():
-            return "tokens"
-        return "direct"
-
-    def _fit_predictors(
-        self,
-        names: list[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None,
-    ) -> dict[str, CandidatePredictor]:
-        cfg = self.config
-        x = features(embeddings, tokens)
-        predictors: dict[str, CandidatePredictor] = {}
-        for j, name in enumerate(names):
-            mode = self._cost_mode(name, out_tokens, j)
-            rows = np.flatnonzero(np.isfinite(quality[:, j]) & np.isfinite(cost[:, j]))
-            if mode == "tokens":
-                assert out_tokens is not None
-                rows = rows[np.isfinite(out_tokens[rows, j])]
-            if rows.size == 0:
-                raise DataError(f"candidate {name!r} has no complete outcome in the training data")
-            model = CandidatePredictor(
-                name,
-                dim=embeddings.shape[1],
-                kinds=self._quality_kinds(),
-                cost_mode=mode,  # type: ignore[arg-type]
-                prior_strength=cfg.prior_strength,
-                knn_k=cfg.knn_k,
-                mlp_hidden=cfg.mlp_hidden,
-                mlp_alpha=cfg.mlp_alpha,
-                seed=cfg.seed,
-            )
-            model.fit(
-                x[rows],
-                rows,
-                embeddings[rows],
-                quality[rows, j],
-                cost[rows, j],
-                None if out_tokens is None else out_tokens[rows, j],
-            )
-            predictors[name] = model
-        return predictors
-
-    def _calibrate(
-        self,
-        names: list[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None,
-    ) -> TradeoffCurve | None:
-        """Out-of-fold predictions on the training data → the λ ↔ cost share curve."""
-        complete = np.flatnonzero(np.isfinite(quality).all(axis=1) & np.isfinite(cost).all(axis=1))
-        folds = self.config.calibration_folds
-        if complete.size < 4 * folds:
-            warnings.warn(
-                f"only {complete.size} queries have outcomes for every candidate, too few for a calibration on "
-                "recorded costs: cost_share is calibrated on the predicted costs of the training queries instead "
-                "(as recalibrate() does; call it on live queries to refresh)",
-                stacklevel=3,
-            )
-            return None
-        q_oof, c_oof = self.out_of_fold(names, embeddings[complete], tokens[complete],
-                                        quality[complete], cost[complete],
-                                        None if out_tokens is None else out_tokens[complete])
-        ref = names.index(self.reference_) if self.reference_ else 0
-        grid = default_cost_weights(float(np.mean(cost[complete])))
-        return sweep(q_oof, c_oof, quality[complete], cost[complete], ref, grid)
 
     def recalibrate(self, queries: Sequence[str], *, embeddings: np.ndarray | None = None) -> TradeoffCurve:
         """Re-solve the ``cost_share`` → λ map on recent, unlabelled queries with the current predictors.
@@ -364,14 +291,11 @@ class MixLLMRouter:
 
     def _calibrate_on_predictions(self, embeddings: np.ndarray, tokens: np.ndarray) -> TradeoffCurve:
         """The sweep of :meth:`recalibrate` on embedded queries; it becomes ``calibration_``."""
-        assert self.reference_ is not None
         with self.learning.lock:
-            preds = self._predict_locked(embeddings, tokens)
-        ref = preds.names.index(self.reference_)
-        grid = default_cost_weights(float(np.mean(preds.cost)))
-        curve = sweep(preds.quality, preds.cost, preds.quality, preds.cost, ref, grid)
+            preds = self.model.predict(embeddings, tokens)
+        curve = self.model.calibration_on_predictions(preds)
         with self.learning.lock:
-            self.calibration_ = curve
+            self.model.calibration = curve
         return curve
 
     def out_of_fold(
@@ -385,55 +309,12 @@ class MixLLMRouter:
         *,
         folds: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Quality and cost predicted for each query by predictors that never saw it (k-fold).
-
-        Folds are :func:`fold_assignment` of the config's seed, so every caller sees the same split.
-        """
-        folds = folds or self.config.calibration_folds
-        assignment = fold_assignment(embeddings.shape[0], folds, self.config.seed)
-        q_oof = np.zeros_like(quality, dtype=np.float64)
-        c_oof = np.zeros_like(cost, dtype=np.float64)
-        for fold in range(folds):
-            train = np.flatnonzero(assignment != fold)
-            val = np.flatnonzero(assignment == fold)
-            models = self._fit_predictors(
-                names, embeddings[train], tokens[train], quality[train], cost[train],
-                None if out_tokens is None else out_tokens[train],
-            )
-            q, c, _ = self._predict_with(models, names, embeddings[val], tokens[val], embeddings[train])
-            q_oof[val], c_oof[val] = q, c
-        return q_oof, c_oof
+        """Quality and cost predicted for each query by predictors that never saw it (k-fold), with
+        this router's config and pool; see :meth:`FittedModel.out_of_fold <mixllm_router.model.FittedModel.out_of_fold>`."""
+        self.model.settings = PredictorSettings.of(self.config)
+        return self.model.out_of_fold(names, embeddings, tokens, quality, cost, out_tokens, folds=folds)
 
     # ------------------------------------------------------------------------------ prediction
-    def _predict_with(
-        self,
-        models: dict[str, CandidatePredictor],
-        names: Sequence[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        bank: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n, m = embeddings.shape[0], len(names)
-        quality, cost, unc = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
-        # similarities to the whole bank feed only kNN predictors: skip the product when none is used
-        uses_knn = any("knn" in models[name].kinds and models[name].knn.targets.size for name in names)
-        # With kNN, the (rows × bank) similarities and the neighbour search over them grow with both
-        # sizes (30k queries against a 30k bank would be several GB): take the rows in blocks of at
-        # most _SIMILARITY_BLOCK similarities, which leaves the results unchanged.
-        step = max(1, _SIMILARITY_BLOCK // max(bank.shape[0], 1)) if uses_knn else max(n, 1)
-        for start in range(0, n, step):
-            rows = slice(start, min(start + step, n))
-            e, t = embeddings[rows], tokens[rows]
-            x = features(e, t)
-            sims = e @ bank.T if uses_knn else None
-            for j, name in enumerate(names):
-                model = models[name]
-                cand = self.pool.get(name)
-                quality[rows, j] = model.predict_quality(x, e, sims)
-                cost[rows, j] = model.predict_cost(x, t, cand.input_price, cand.output_price)
-                unc[rows, j] = model.uncertainty(x)
-        return quality, cost, unc
-
     def predict(
         self,
         queries: Sequence[str],
@@ -460,10 +341,7 @@ class MixLLMRouter:
     def _predict_locked(self, embeddings: np.ndarray, tokens: np.ndarray) -> Predictions:
         """Predictions for the pool as it is now; the caller holds ``learning.lock``, so no
         feedback update or pool change can interleave."""
-        assert self.bank_ is not None
-        names = self.pool.names
-        q, c, u = self._predict_with(self.predictors_, names, embeddings, tokens, self.bank_)
-        return Predictions(names, q, c, u, tokens, embeddings)
+        return self.model.predict(embeddings, tokens)
 
     # ------------------------------------------------------------------------------ routing
     def resolve_cost_weight(self, cost_weight: float | None = None, cost_share: float | None = None) -> float:
@@ -511,123 +389,32 @@ class MixLLMRouter:
         embeddings: np.ndarray | None = None,
     ) -> list[RoutingDecision]:
         """:meth:`route` for many queries at once (one encoder batch, one matrix product)."""
-        lam = self.resolve_cost_weight(cost_weight, cost_share)
-        max_cost_usd = None if max_cost_usd is None else finite_real(max_cost_usd, "max_cost_usd")
-        candidates = candidate_names(candidates)
+        request = RoutingRequest(
+            cost_weight=self.resolve_cost_weight(cost_weight, cost_share),
+            max_cost_usd=None if max_cost_usd is None else finite_real(max_cost_usd, "max_cost_usd"),
+            candidates=candidate_names(candidates),
+        )
         embeddings, tokens = self._embed_checked(queries, embeddings)
         self.load_tracker.refresh()  # other workers' load (shared state): a round trip, outside the lock
+        cfg = self.config
         with self.learning.lock:  # one consistent view of the pool, the predictors and the feedback net
-            preds = self._predict_locked(embeddings, tokens)
-            eligible = self._eligibility(preds, max_cost_usd, candidates)
-            waits, penalty, eligible = self._latency_terms(preds.names, eligible)
+            preds = self.model.predict(embeddings, tokens)
+            eligible = eligibility(preds.names, preds.cost, request.max_cost_usd, request.candidates)
+            for name in preds.names:
+                self._track(name)
+            waits = self.load_tracker.waits(preds.names, refresh=False)
+            penalty, eligible = latency_terms(waits, cfg.latency, eligible)
+            fb = self.learning.score_terms(preds.embeddings, preds.names) if cfg.feedback_weight else None
             terms = ScoreTerms(quality=preds.quality, cost=preds.cost, uncertainty=preds.uncertainty,
-                               penalty=np.broadcast_to(penalty, preds.quality.shape))
-            fb = self.learning.score_terms(preds.embeddings, preds.names) if self.config.feedback_weight else None
-            if fb is not None:  # γ·κ·s: the online feedback score and its confidence
-                terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty,
-                                   penalty=terms.penalty, feedback=fb[0], confidence=fb[1])
-            exploration = self.config.exploration
-            if self.config.exploration_policy == "thompson":
-                # σ·u·ξ, ξ ~ N(0, 1): a draw of q from the ridge posterior N(w, σ²A⁻¹) (learning.thompson_scores)
-                draws = self._rng.standard_normal(preds.uncertainty.shape)
-                terms = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=preds.uncertainty * draws,
-                                   penalty=terms.penalty, feedback=terms.feedback, confidence=terms.confidence)
-                exploration = self.config.thompson_scale
-            scores = meta_scores(terms, cost_weight=lam, exploration=exploration,
-                                 latency_weight=self.config.latency.weight,
-                                 feedback_weight=self.config.feedback_weight, eligible=eligible)
-        now = time.time()
-        decisions = []
-        for i, query in enumerate(queries):
-            order = sorted(range(len(preds.names)), key=lambda j: (-scores[i, j], preds.cost[i, j]))
-            ranking = tuple(preds.names[j] for j in order if eligible[i, j])
-            per_candidate = tuple(
-                CandidateScore(
-                    name=name,
-                    quality=float(preds.quality[i, j]),
-                    cost_usd=float(preds.cost[i, j]),
-                    uncertainty=float(preds.uncertainty[i, j]),
-                    wait_s=float(waits[j]),
-                    penalty=float(penalty[j]),
-                    feedback=0.0 if fb is None else float(fb[0][i, j]),
-                    score=float(scores[i, j]),
-                    eligible=bool(eligible[i, j]),
-                    reason=self._reason(preds, i, j, eligible, max_cost_usd, candidates, waits),
-                )
-                for j, name in enumerate(preds.names)
-            )
-            decision_id = new_decision_id()
-            self.decisions.add(DecisionRecord(
-                decision_id=decision_id,
-                chosen=ranking[0],
-                embedding=preds.embeddings[i],
-                input_tokens=float(preds.input_tokens[i]),
-                created_at=now,
-            ))
-            decisions.append(
-                RoutingDecision(
-                    decision_id=decision_id,
-                    chosen=ranking[0],
-                    scores=per_candidate,
-                    cost_weight=lam,
-                    query_tokens=int(preds.input_tokens[i]),
-                    created_at=now,
-                    query=query,
-                    ranking=ranking,
-                )
-            )
-        return decisions
-
-    def _eligibility(
-        self, preds: Predictions, max_cost_usd: float | None, candidates: Sequence[str] | None
-    ) -> np.ndarray:
-        eligible = np.ones(preds.quality.shape, dtype=bool)
-        if candidates is not None:
-            unknown = [c for c in candidates if c not in self.pool]
-            if unknown:
-                raise UnknownCandidateError(f"unknown candidates {unknown}; known: {self.pool.names}")
-            if not candidates:
-                raise ConfigError("candidates= must name at least one candidate")
-            eligible &= np.isin(preds.names, list(candidates))[None, :]
-        if max_cost_usd is not None:
-            if not max_cost_usd >= 0:
-                raise ConfigError(f"max_cost_usd must be >= 0, got {max_cost_usd}")
-            within = preds.cost <= max_cost_usd
-            fallback = np.where(eligible, preds.cost, np.inf).argmin(axis=1)
-            none_left = ~(within & eligible).any(axis=1)
-            within[none_left, fallback[none_left]] = True
-            eligible &= within
-        return eligible
-
-    def _latency_terms(self, names: list[str], eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Expected waits ``W``, penalties ``P(W)`` and eligibility after the hard limit.
-
-        With ``hard_limit``, a candidate whose wait exceeds τ stays eligible for a query only when
-        every candidate eligible for it is past τ.
-        """
-        for name in names:
-            self._track(name)
-        waits = self.load_tracker.waits(names, refresh=False)
-        lat = self.config.latency
-        penalty = np.asarray(lat.penalty(waits), dtype=np.float64)
-        if lat.hard_limit:
-            over = waits > lat.tolerance_s
-            if over.any():
-                keep = eligible & ~over[None, :]
-                eligible = np.where(keep.any(axis=1, keepdims=True), keep, eligible)
-        return waits, penalty, eligible
-
-    def _reason(self, preds: Predictions, i: int, j: int, eligible: np.ndarray, max_cost_usd: float | None,
-                candidates: Sequence[str] | None, waits: np.ndarray) -> str:
-        if eligible[i, j]:
-            return ""
-        if candidates is not None and preds.names[j] not in candidates:
-            return "not among the requested candidates"
-        if max_cost_usd is not None and preds.cost[i, j] > max_cost_usd:
-            return f"predicted cost over max_cost_usd={max_cost_usd:g}"
-        if waits[j] > self.config.latency.tolerance_s:
-            return f"expected wait {waits[j]:.1f}s over the {self.config.latency.tolerance_s:g}s tolerance"
-        return "not eligible"
+                               penalty=np.broadcast_to(penalty, preds.quality.shape),
+                               feedback=None if fb is None else fb[0], confidence=None if fb is None else fb[1])
+            exploration = Exploration(cfg.exploration_policy, cfg.exploration, cfg.thompson_scale, cfg.feedback_weight)
+            made = decide(queries, preds.names, terms, preds.input_tokens, preds.embeddings, request=request,
+                          eligible=eligible, waits=waits, latency=cfg.latency, exploration=exploration,
+                          rng=self._rng, now=time.time())
+        for _, record in made:
+            self.decisions.add(record)
+        return [decision for decision, _ in made]
 
     # ------------------------------------------------------------------------------ calling
     def set_client(self, name: str, client: ChatClient) -> None:
@@ -676,7 +463,9 @@ class MixLLMRouter:
             self._caller = FallbackCaller()
         return self._caller
 
-    def _callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]:
+    def callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]:
+        """The candidates (of ``candidates``, default all) that have a client and, when ``tools`` are
+        given, support tools; :class:`ClientError` when none does."""
         candidates = candidate_names(candidates)
         names = [n for n in (candidates if candidates is not None else self.pool.names) if n in self._clients]
         if tools:
@@ -911,7 +700,7 @@ class MixLLMRouter:
             previous.close()
         return backend
 
-    def _adopt(self, other: MixLLMRouter) -> None:
+    def adopt(self, other: MixLLMRouter) -> None:
         """Take the learnt model of ``other`` (a newer checkpoint) in one step under the lock.
 
         Kept: config, encoder, clients, load tracker, decision log (feedback for earlier decisions
@@ -944,14 +733,6 @@ class MixLLMRouter:
         self._check_fitted()
         self.learning.flush(self)  # queued feedback first, so the checkpoint's applied_seq is exact
         return save_router(self, Path(path))
-
-    def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """State beyond the predictors that a checkpoint must carry: (JSON metadata, arrays)."""
-        return self.learning.state(self)
-
-    def _restore_extra(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Inverse of :meth:`_extra_state`, called by :meth:`load`; then replays the feedback journal."""
-        self.learning.restore(self, meta, arrays)
 
     @classmethod
     def load(

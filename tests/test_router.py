@@ -224,13 +224,13 @@ def test_recalibrate_holds_the_cost_share_on_new_queries(fitted_router, syntheti
 def test_knn_prediction_in_blocks_equals_one_pass(synthetic_data, hashing_encoder, monkeypatch):
     """Large data is predicted in row blocks to bound memory; the blocks change nothing beyond the
     last bit of a matrix product."""
-    import mixllm_router.router as router_module
+    import mixllm_router.model as model_module
 
     router = MixLLMRouter(config={"quality_model": "ridge+knn", "knn_k": 5}, encoder=hashing_encoder)
     router.fit(synthetic_data, calibrate=False)
     queries = synthetic_data.queries
     whole = router.predict(queries)
-    monkeypatch.setattr(router_module, "_SIMILARITY_BLOCK", 3 * router.bank_.shape[0] + 1)  # 3 rows a block
+    monkeypatch.setattr(model_module, "_SIMILARITY_BLOCK", 3 * router.bank_.shape[0] + 1)  # 3 rows a block
     blocks = router.predict(queries)
     assert len(queries) > 3
     np.testing.assert_allclose(blocks.quality, whole.quality, rtol=1e-9, atol=1e-12)

@@ -33,7 +33,7 @@ import platform
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -46,7 +46,9 @@ from .validate import check_finite, parse_manifest, validate_router_arrays
 
 if TYPE_CHECKING:
     from ..encoders.base import QueryEncoder
-    from ..router import MixLLMRouter
+    from .host import CheckpointHost
+
+H = TypeVar("H", bound="CheckpointHost")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "write_checkpoint", "read_checkpoint", "save_router", "load_router"]
 
@@ -216,7 +218,7 @@ def _read_checkpoint_once(folder: Folder, last_try: bool = False) -> tuple[dict[
 
 
 # ---------------------------------------------------------------------------------- the router
-def save_router(router: MixLLMRouter, path: Path) -> Path:
+def save_router(router: CheckpointHost, path: Path) -> Path:
     """Checkpoint a fitted router (called by :meth:`MixLLMRouter.save`)."""
     lock = getattr(getattr(router, "learning", None), "lock", None) or contextlib.nullcontext()
     with lock:  # a consistent snapshot: feedback updates arrays in place and grows the bank
@@ -224,7 +226,7 @@ def save_router(router: MixLLMRouter, path: Path) -> Path:
     return write_checkpoint(path, manifest, arrays)
 
 
-def _router_state(router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _router_state(router: CheckpointHost) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     assert router.bank_ is not None
     names = router.pool.names
     arrays: dict[str, np.ndarray] = {"bank.embeddings": router.bank_}
@@ -241,12 +243,12 @@ def _router_state(router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.nd
             "calibration.quality_share": cal.quality_share,
         })
     encoder_state = None
-    encoder = router._encoder
+    encoder = router.built_encoder
     if encoder is not None and hasattr(encoder, "checkpoint_state"):
         # a learned encoder (e.g. tag-enhanced) travels with the router that was trained on it
         encoder_state, encoder_arrays = encoder.checkpoint_state()
         arrays.update({f"encoder.{k}": v for k, v in encoder_arrays.items()})
-    extra_meta, extra_arrays = router._extra_state()
+    extra_meta, extra_arrays = router.learning.state(router)
     arrays.update({f"extra.{k}": v for k, v in extra_arrays.items()})
     config, journaled = strip_host_paths(router.config.model_dump(mode="json"))
     manifest = {
@@ -266,14 +268,14 @@ def _sub(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
 
 
 def load_router(
-    cls: type[MixLLMRouter],
+    cls: type[H],
     path: Path,
     *,
     encoder: QueryEncoder | None = None,
     journal_path: PathArg = None,
     cache_dir: PathArg = None,
     model_path: PathArg = None,
-) -> MixLLMRouter:
+) -> H:
     """Rebuild a router from :func:`save_router`'s folder (called by :meth:`MixLLMRouter.load`).
 
     Path settings come from the host, never from the manifest (:mod:`._checkpoint_trust`)."""
@@ -319,7 +321,7 @@ def load_router(
             raise DataError(f"encoder_fingerprint must be a string, got {type(fingerprint).__name__}")
         router.encoder_fingerprint_ = fingerprint
         check_encoder(router, encoder, where)  # before the journal replay encodes nothing, but fails fast
-        router._restore_extra(manifest.get("extra") or {}, _sub(arrays, "extra."))
+        router.learning.restore(router, manifest.get("extra") or {}, _sub(arrays, "extra."))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MixLLMError) as exc:

@@ -36,7 +36,7 @@ from .._exceptions import CheckpointError, EncoderError
 
 if TYPE_CHECKING:
     from ..encoders.base import QueryEncoder
-    from ..router import MixLLMRouter
+    from .host import CheckpointHost
 
 __all__ = ["strip_host_paths", "apply_host_paths", "check_encoder"]
 
@@ -108,7 +108,7 @@ def apply_host_paths(
     return out
 
 
-def check_encoder(router: MixLLMRouter, encoder: QueryEncoder | None, where: object) -> None:
+def check_encoder(router: CheckpointHost, encoder: QueryEncoder | None, where: object) -> None:
     """Refuse, at load, an encoder that cannot serve this router.
 
     Without ``encoder=`` the config's encoder is built now (not at the first route) and must have the

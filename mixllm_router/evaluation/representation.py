@@ -155,8 +155,8 @@ def cv_representations(
             t0 = time.perf_counter()
             z = project_for_fold(tr)
             spent += time.perf_counter() - t0
-            models = router._fit_predictors(names, z[tr], tokens[tr], quality[tr], cost[tr], None)
-            q, c, _ = router._predict_with(models, names, z[va], tokens[va], z[tr])
+            models = router.model.fit_predictors(names, z[tr], tokens[tr], quality[tr], cost[tr], None)
+            q, c, _ = router.model.predict_with(models, names, z[va], tokens[va], z[tr])
             q_oof[va], c_oof[va] = q, c
         return q_oof, c_oof, spent
 

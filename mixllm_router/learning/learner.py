@@ -73,7 +73,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
@@ -86,8 +86,10 @@ from .journal import FeedbackEvent, FeedbackJournal, _canonical, _checksum  # no
 if TYPE_CHECKING:
     from ..candidates import Candidate
     from ..data import RoutingDataset
+    from ..model import FittedModel
+    from ..policy.decision import DecisionLog
+    from ..policy.load import LoadTracker
     from ..predictors import CandidatePredictor
-    from ..router import MixLLMRouter
 
 __all__ = [
     "thompson_scores",
@@ -96,12 +98,34 @@ __all__ = [
     "FeedbackScoreNet",
     "JournalWarning",
     "LearningSettings",
+    "LearnerHost",
     "OnlineLearner",
     "ResidualChangeDetector",
     "parse_score",
 ]
 
 logger = logging.getLogger(__name__)
+
+class FeedbackSink(Protocol):
+    """Where feedback goes when workers share it (a :class:`~mixllm_router.state.SharedState`)."""
+
+    shares_feedback: bool
+
+    def publish_feedback(self, event: FeedbackEvent) -> int: ...
+
+
+class LearnerHost(Protocol):
+    """What the learner needs from the router it serves: the fitted model it updates, the decision
+    log feedback is keyed on, where shared feedback goes, the load tracker a call's latency feeds,
+    and the encoder (through ``embed``) for labelled examples of a new candidate."""
+
+    model: FittedModel
+    decisions: DecisionLog
+    state: FeedbackSink
+    load_tracker: LoadTracker
+
+    def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 class JournalWarning(UserWarning):
     """A journal entry was skipped on replay (e.g. its candidate is no longer in the pool)."""
@@ -468,7 +492,7 @@ class OnlineLearner:
     # -- feedback ------------------------------------------------------------------------------
     def feedback(
         self,
-        router: MixLLMRouter,
+        router: LearnerHost,
         key: str,
         score: Any,
         *,
@@ -479,7 +503,7 @@ class OnlineLearner:
         value = parse_score(score)
         out_tokens = _optional_nonneg(output_tokens, "output_tokens", _MAX_TOKENS)
         latency = _optional_nonneg(latency_s, "latency_s", _MAX_LATENCY_S)
-        router._check_fitted()
+        router.model.check_fitted()
         record = router.decisions.get(str(key))
         if record is None:
             raise FeedbackError(
@@ -488,7 +512,7 @@ class OnlineLearner:
             )
         candidate = record.answered_by or record.chosen
         with self.lock:  # the pool cannot change from here until the event is applied or queued
-            if candidate not in router.pool:
+            if candidate not in router.model.pool:
                 raise FeedbackError(
                     f"decision {record.decision_id} was answered by {candidate!r}, which has been removed since"
                 )
@@ -534,7 +558,7 @@ class OnlineLearner:
                     self.flush(router)
         return event
 
-    def _prepare(self, router: MixLLMRouter, embedding: np.ndarray) -> None:
+    def _prepare(self, router: LearnerHost, embedding: np.ndarray) -> None:
         """Check and allocate what applying one more event needs, before it is journaled.
 
         An event is applied all or nothing: what can fail (a wrong embedding, the memory for the
@@ -543,7 +567,7 @@ class OnlineLearner:
         validated, finite numbers. The allocations change no prediction (an untrained network
         adds nothing to the meta score; the bank's new capacity holds no rows yet).
         """
-        bank = router.bank_
+        bank = router.model.bank
         assert bank is not None
         if embedding.shape != (bank.shape[1],) or not np.isfinite(embedding).all():
             raise FeedbackError(f"the decision's embedding has shape {embedding.shape} or non-finite values; "
@@ -564,7 +588,7 @@ class OnlineLearner:
         while len(self._rated) > self.settings.remember_feedback_ids:
             self._rated.popitem(last=False)
 
-    def flush(self, router: MixLLMRouter) -> int:
+    def flush(self, router: LearnerHost) -> int:
         """Apply every queued event now; returns how many were applied."""
         with self.lock:
             events, self.pending = self.pending, []
@@ -572,24 +596,24 @@ class OnlineLearner:
                 self.apply(router, event)
             return len(events)
 
-    def apply(self, router: MixLLMRouter, event: FeedbackEvent) -> None:
+    def apply(self, router: LearnerHost, event: FeedbackEvent) -> None:
         """Apply one event to the predictors of its candidate and to the feedback network."""
         from ..predictors import features
 
         with self.lock:
             if event.seq <= self.applied_seq:
                 return
-            if event.candidate not in router.pool:
+            if event.candidate not in router.model.pool:
                 warnings.warn(f"feedback #{event.seq} for removed candidate {event.candidate!r} skipped",
                               JournalWarning, stacklevel=3)
                 self.applied_seq = event.seq
                 return
             t0 = time.perf_counter()
-            model = router.predictors_[event.candidate]
+            model = router.model.predictors[event.candidate]
             e = event.embedding.reshape(1, -1)
             x = features(e, np.array([event.input_tokens]))
-            assert router.bank_ is not None
-            q_hat = float(model.predict_quality(x, e, e.astype(np.float64) @ router.bank_.T)[0])
+            assert router.model.bank is not None
+            q_hat = float(model.predict_quality(x, e, e.astype(np.float64) @ router.model.bank.T)[0])
             row = self._append_bank(router, event.embedding)
             cost = None if event.cost_usd is None else np.array([event.cost_usd])
             out = None if event.output_tokens is None else np.array([event.output_tokens])
@@ -602,23 +626,23 @@ class OnlineLearner:
                 logger.info("feedback #%d: the outcomes of %r changed; its predictors are softened", event.seq,
                             event.candidate)
             net = self._net(router)
-            net.step(event.embedding, router.pool.names, event.candidate, event.score - q_hat)
+            net.step(event.embedding, router.model.pool.names, event.candidate, event.score - q_hat)
             self.applied_seq = event.seq
             self.n_events += 1
             self.apply_seconds += time.perf_counter() - t0
 
-    def _net(self, router: MixLLMRouter) -> FeedbackScoreNet:
+    def _net(self, router: LearnerHost) -> FeedbackScoreNet:
         if self.net is None:
-            assert router.bank_ is not None
+            assert router.model.bank is not None
             spare, self._spare_net = self._spare_net, None
-            if spare is None or spare.dim != router.bank_.shape[1]:
-                spare = FeedbackScoreNet(router.bank_.shape[1], self.settings, seed=self.seed)
+            if spare is None or spare.dim != router.model.bank.shape[1]:
+                spare = FeedbackScoreNet(router.model.bank.shape[1], self.settings, seed=self.seed)
             self.net = spare
         return self.net
 
-    def _reserve_bank(self, router: MixLLMRouter, extra: int) -> None:
-        """Make room for ``extra`` more rows in the buffer ``router.bank_`` is a view of."""
-        bank = router.bank_
+    def _reserve_bank(self, router: LearnerHost, extra: int) -> None:
+        """Make room for ``extra`` more rows in the buffer ``router.model.bank`` is a view of."""
+        bank = router.model.bank
         assert bank is not None
         n = bank.shape[0]
         buf = self._bank_buf
@@ -627,18 +651,18 @@ class OnlineLearner:
         grown = np.empty((max(2 * (n + extra), 1024), bank.shape[1]), dtype=bank.dtype)
         grown[:n] = bank
         self._bank_buf = grown
-        router.bank_ = grown[:n]
+        router.model.bank = grown[:n]
 
-    def _append_bank(self, router: MixLLMRouter, embedding: np.ndarray) -> int:
-        """Append to ``router.bank_`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
+    def _append_bank(self, router: LearnerHost, embedding: np.ndarray) -> int:
+        """Append to ``router.model.bank`` with amortised O(d) cost (a growing buffer, the bank a view of it)."""
         self._reserve_bank(router, 1)
-        assert router.bank_ is not None and self._bank_buf is not None
-        n = router.bank_.shape[0]
+        assert router.model.bank is not None and self._bank_buf is not None
+        n = router.model.bank.shape[0]
         self._bank_buf[n] = embedding
-        router.bank_ = self._bank_buf[: n + 1]
+        router.model.bank = self._bank_buf[: n + 1]
         return n
 
-    def _after_change(self, router: MixLLMRouter, name: str) -> None:
+    def _after_change(self, router: LearnerHost, name: str) -> None:
         """The detector says ``name``'s outcomes changed: make its predictors follow the new ones.
 
         The ridge keeps its prior and ``change_softening`` of its data (:meth:`LinUCBRidge.soften`).
@@ -646,7 +670,7 @@ class OnlineLearner:
         ensemble until it again holds ``knn_k`` of them (as a new candidate's does). A fitted MLP,
         which is never updated online, is dropped.
         """
-        model = router.predictors_[name]
+        model = router.model.predictors[name]
         model.linear.soften(self.settings.change_softening)
         model.knn.keep_recent(self.settings.change_warmup)
         self._warm_knn_if_short(name, model)
@@ -659,11 +683,11 @@ class OnlineLearner:
             model.kinds = tuple(k for k in model.kinds if k != "knn")
             self.warming.add(name)
 
-    def _maybe_finish_warming(self, router: MixLLMRouter, name: str) -> None:
+    def _maybe_finish_warming(self, router: LearnerHost, name: str) -> None:
         if name in self.warming:
-            model = router.predictors_[name]
+            model = router.model.predictors[name]
             if model.knn.targets.size >= model.knn_k:
-                model.kinds = router._quality_kinds()
+                model.kinds = router.model.settings.kinds
                 self.warming.discard(name)
 
     # -- routing -------------------------------------------------------------------------------
@@ -683,7 +707,7 @@ class OnlineLearner:
     # -- pool changes --------------------------------------------------------------------------
     def add_candidate(
         self,
-        router: MixLLMRouter,
+        router: LearnerHost,
         candidate: Candidate | str,
         *,
         examples: RoutingDataset | Iterable[Mapping[str, Any]] | None = None,
@@ -693,12 +717,12 @@ class OnlineLearner:
         from ..candidates import Candidate
         from ..predictors import CandidatePredictor, features
 
-        router._check_fitted()
+        router.model.check_fitted()
         if isinstance(candidate, str):
             candidate = Candidate(name=candidate)
         if not isinstance(candidate, Candidate):
             raise ConfigError(f"expected a Candidate or a name, got {type(candidate).__name__}")
-        if candidate.name in router.pool:
+        if candidate.name in router.model.pool:
             raise ConfigError(f"candidate {candidate.name!r} is already in the pool")
         ex = self._examples(router, candidate.name, examples) if examples is not None else None
         has_prices = candidate.input_price > 0 or candidate.output_price > 0
@@ -707,11 +731,11 @@ class OnlineLearner:
             source, w0, m0 = self._fitted_prior(router, ex, cost_mode)
         else:
             source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
-        cfg = router.config
-        kinds = router._quality_kinds()
-        assert router.bank_ is not None
+        cfg = router.model.settings
+        kinds = router.model.settings.kinds
+        assert router.model.bank is not None
         model = CandidatePredictor(
-            candidate.name, dim=router.bank_.shape[1], kinds=kinds, cost_mode=cost_mode,  # type: ignore[arg-type]
+            candidate.name, dim=router.model.bank.shape[1], kinds=kinds, cost_mode=cost_mode,  # type: ignore[arg-type]
             prior_strength=cfg.prior_strength, knn_k=cfg.knn_k, mlp_hidden=cfg.mlp_hidden,
             mlp_alpha=cfg.mlp_alpha, seed=cfg.seed,
         )
@@ -730,8 +754,8 @@ class OnlineLearner:
 
                     model.mlp = MLPRegressorNP(cfg.mlp_hidden, cfg.mlp_alpha, seed=cfg.seed).fit(emb, quality)
             self._warm_knn_if_short(candidate.name, model)
-            router.pool.add(candidate)
-            router.predictors_[candidate.name] = model
+            router.model.pool.add(candidate)
+            router.model.predictors[candidate.name] = model
             if candidate.name not in router.load_tracker:
                 router.load_tracker.register(candidate.name, candidate.max_concurrency)
             if self.net is not None:
@@ -740,7 +764,7 @@ class OnlineLearner:
         return source
 
     def _examples(
-        self, router: MixLLMRouter, name: str, examples: RoutingDataset | Iterable[Mapping[str, Any]]
+        self, router: LearnerHost, name: str, examples: RoutingDataset | Iterable[Mapping[str, Any]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         from ..data import RoutingDataset
 
@@ -784,18 +808,18 @@ class OnlineLearner:
         return emb, tokens, quality, cost, out
 
     def _prior(
-        self, router: MixLLMRouter, candidate: Candidate, prior: str | None, cost_mode: str
+        self, router: LearnerHost, candidate: Candidate, prior: str | None, cost_mode: str
     ) -> tuple[str, np.ndarray, np.ndarray]:
         """(description, prior weights w₀ (dim + 2, 2), prior centre m₀ (2,)) with ŷ = m₀ + xᵀw₀.
 
         Column 0 is quality, column 1 the cost target (log cost or log output tokens, by
         ``cost_mode``); a donor with another cost mode lends only its quality column.
         """
-        names = router.pool.names
-        dim = next(iter(router.predictors_.values())).linear.dim
+        names = router.model.pool.names
+        dim = next(iter(router.model.predictors.values())).linear.dim
 
         def parts(name: str) -> tuple[np.ndarray, np.ndarray]:
-            lin = router.predictors_[name].linear
+            lin = router.model.predictors[name].linear
             return lin.weights.copy(), np.array(getattr(lin, "offset", np.zeros(2)), dtype=np.float64).copy()
 
         def neutral_cost(w0: np.ndarray, m0: np.ndarray) -> None:
@@ -807,10 +831,10 @@ class OnlineLearner:
             neutral_cost(w0, m0)
             return "none", w0, m0
         if prior == "similar":
-            priced = [n for n in names if router.pool.get(n).input_price > 0 or router.pool.get(n).output_price > 0]
+            priced = [n for n in names if router.model.pool.get(n).input_price > 0 or router.model.pool.get(n).output_price > 0]
             if priced and (candidate.input_price > 0 or candidate.output_price > 0):
                 def distance(n: str) -> float:
-                    other = router.pool.get(n)
+                    other = router.model.pool.get(n)
                     return abs(math.log1p(other.input_price) - math.log1p(candidate.input_price)) + \
                         abs(math.log1p(other.output_price) - math.log1p(candidate.output_price))
                 prior = min(priced, key=distance)
@@ -820,23 +844,23 @@ class OnlineLearner:
             all_parts = [parts(n) for n in names]
             w0 = np.mean([w for w, _ in all_parts], axis=0)
             m0 = np.mean([m for _, m in all_parts], axis=0)
-            same = [parts(n) for n in names if router.predictors_[n].cost_mode == cost_mode]
+            same = [parts(n) for n in names if router.model.predictors[n].cost_mode == cost_mode]
             if same:
                 w0[:, 1] = np.mean([w[:, 1] for w, _ in same], axis=0)
                 m0[1] = float(np.mean([m[1] for _, m in same]))
             else:
                 neutral_cost(w0, m0)
             return "mean", w0, m0
-        if prior not in router.pool:
+        if prior not in router.model.pool:
             raise UnknownCandidateError(
                 f"prior={prior!r}: expected 'similar', 'mean', None or a candidate name; candidates: {names}"
             )
         w0, m0 = parts(prior)
-        if router.predictors_[prior].cost_mode != cost_mode:
+        if router.model.predictors[prior].cost_mode != cost_mode:
             neutral_cost(w0, m0)
         return prior, w0, m0
 
-    def _fitted_prior(self, router: MixLLMRouter, ex: Any, cost_mode: str) -> tuple[str, np.ndarray, np.ndarray]:
+    def _fitted_prior(self, router: LearnerHost, ex: Any, cost_mode: str) -> tuple[str, np.ndarray, np.ndarray]:
         """The prior fitted to the examples: a mix of the other candidates' ridges (``mixllm_router.learning.onboarding``)."""
         from ..predictors import features
         from ..predictors.candidate import COST_FLOOR_USD
@@ -845,8 +869,8 @@ class OnlineLearner:
         if ex is None or len(ex[2]) < MIN_EXAMPLES:
             raise DataError(f"prior='fitted' needs at least {MIN_EXAMPLES} examples, got {0 if ex is None else len(ex[2])}")
         emb, tokens, quality, cost, out = ex
-        names = router.pool.names
-        models = {n: router.predictors_[n] for n in names}
+        names = router.model.pool.names
+        models = {n: router.model.predictors[n] for n in names}
         cost_t = None
         if cost_mode == "tokens" and out is not None:
             cost_t = np.log1p(np.maximum(out, 0.0))
@@ -862,11 +886,11 @@ class OnlineLearner:
         return "fitted", fit.w0, fit.m0
 
     @staticmethod
-    def _cost_bias_guess(router: MixLLMRouter, cost_mode: str) -> float:
+    def _cost_bias_guess(router: LearnerHost, cost_mode: str) -> float:
         if cost_mode == "tokens":
             return float(np.log1p(256.0))  # a typical answer length
         direct = [float(m.linear.predict(np.zeros((1, m.linear.dim)))[0, 1])
-                  for m in router.predictors_.values() if m.cost_mode == "direct"]
+                  for m in router.model.predictors.values() if m.cost_mode == "direct"]
         return float(np.mean(direct)) if direct else float(np.log(1e-3))
 
     def forget(self, name: str) -> None:
@@ -894,7 +918,7 @@ class OnlineLearner:
             self._spare_net = None
 
     # -- persistence ---------------------------------------------------------------------------
-    def state(self, router: MixLLMRouter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def state(self, router: LearnerHost) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Checkpoint state; queued events are applied first so ``applied_seq`` is exact."""
         with self.lock:
             self.flush(router)
@@ -913,13 +937,13 @@ class OnlineLearner:
                 arrays = {f"net.{k}": v for k, v in net_arrays.items()}
             return {"learning": meta}, {f"learning.{k}": v for k, v in arrays.items()}
 
-    def restore(self, router: MixLLMRouter, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    def restore(self, router: LearnerHost, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Inverse of :meth:`state`, then replay the journal's entries the checkpoint lacks."""
         learning = meta.get("learning")
         if learning:
             self.applied_seq = int(learning["applied_seq"])
             self._next_seq = self.applied_seq + 1
-            self.warming = {str(n) for n in learning["warming"]} & set(router.pool.names)
+            self.warming = {str(n) for n in learning["warming"]} & set(router.model.pool.names)
             self.priors = {str(k): str(v) for k, v in learning["priors"].items()}
             self.n_events = int(learning["n_events"])
             if learning.get("change_detector"):  # absent in checkpoints written before it existed
@@ -930,7 +954,7 @@ class OnlineLearner:
                 self.net = FeedbackScoreNet.from_state(learning["net"], sub, self.settings)
         self.replay(router)
 
-    def replay(self, router: MixLLMRouter) -> int:
+    def replay(self, router: LearnerHost) -> int:
         """Apply journal entries newer than ``applied_seq``; returns how many were applied."""
         if self.journal is None or not self.journal.path.exists():
             return 0

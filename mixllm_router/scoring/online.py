@@ -39,17 +39,41 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from queue import Empty, Full, Queue
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import FeedbackError, ScoringError
 from ..clients.base import Message
 from .base import Score, Scorer
 
 if TYPE_CHECKING:
-    from ..policy.decision import RoutingDecision
-    from ..router import MixLLMRouter
+    from collections.abc import Mapping
 
-__all__ = ["OnlineScorer", "AnsweredCall"]
+    from ..candidates import CandidatePool
+    from ..clients.base import ChatClient
+    from ..clients.fallback import FallbackCaller
+    from ..policy.decision import DecisionLog, RoutingDecision
+
+__all__ = ["OnlineScorer", "AnsweredCall", "ScoringHost"]
+
+
+class ScoringHost(Protocol):
+    """What online scoring needs from the router it grades: the pool and clients (shadow calls go
+    through ``caller`` with its retries and spending guard), the decision log, and ``feedback``
+    (a grade is journaled and applied like a user's verdict)."""
+
+    decisions: DecisionLog
+
+    @property
+    def pool(self) -> CandidatePool: ...
+
+    @property
+    def clients(self) -> Mapping[str, ChatClient]: ...
+
+    @property
+    def caller(self) -> FallbackCaller: ...
+
+    def feedback(self, key: str, score: bool | float, *, output_tokens: int | None = None,
+                 latency_s: float | None = None) -> int: ...
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +99,7 @@ class OnlineScorer:
 
     def __init__(
         self,
-        router: MixLLMRouter,
+        router: ScoringHost,
         scorer: Scorer,
         *,
         sample_rate: float = 1.0,
@@ -212,7 +236,7 @@ class OnlineScorer:
 
     # -- shadow calls --------------------------------------------------------------------------
     def _shadow_target(self, call: AnsweredCall) -> str | None:
-        clients = self.router._clients
+        clients = self.router.clients
         allowed = self.shadow_candidates if self.shadow_candidates is not None else list(self.router.pool.names)
         options = [s for s in call.decision.scores
                    if s.name != call.candidate and s.name in clients and s.name in allowed and s.name in self.router.pool]
@@ -238,7 +262,7 @@ class OnlineScorer:
         router = self.router
         messages = list(call.messages) or [Message(role="user", content=call.query)]
         try:
-            result = router.caller.call([(router.pool.get(name), router._clients[name])], messages,
+            result = router.caller.call([(router.pool.get(name), router.clients[name])], messages,
                                         estimated_costs={name: estimate})
         except Exception as exc:
             with self._lock:

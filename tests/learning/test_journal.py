@@ -81,7 +81,7 @@ def test_two_processes_through_a_link_lose_nothing(tmp_path: Path, kind: str) ->
     """The issue's scenario: two processes, one journal, one of them through a link."""
     (tmp_path / "feedback.jsonl").touch()
     paths = [tmp_path / "feedback.jsonl", _alias(tmp_path, kind)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(Path(__file__).parent)])}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(p), "30"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for p in paths]
     results = []
