@@ -76,7 +76,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._exceptions import DataError
+from .._exceptions import DataError
 
 __all__ = ["OnError", "DataIssue", "RoutingDataset", "load_routerbench", "REQUIRED_COLUMNS", "CANONICAL_COLUMNS"]
 
@@ -719,7 +719,7 @@ _SPLIT_SUFFIXES = {"_train.csv": "train", "_test.csv": "test"}
 def _default_routerbench_dir() -> Path:
     candidates = [
         Path.cwd() / ".." / "shared" / "data" / "routerbench",
-        Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "routerbench",
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "routerbench",
     ]
     for c in candidates:
         if c.is_dir():
