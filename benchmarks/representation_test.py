@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=200)
     args = parser.parse_args(argv)
     from mixllm_router import MixLLMRouter
-    from mixllm_router.cli.main import load_train_test
     from mixllm_router.encoders.outcome_adapter import outcome_adapter_encoder
+    from mixllm_router.evaluation.loading import load_train_test
     from mixllm_router.policy.tradeoff import (
         bootstrap_summary,
         choose_reference,

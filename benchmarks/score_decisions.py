@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", required=True, help="the files given to mixllm eval --data")
     parser.add_argument("--reference", required=True, help="the reference named in the table")
     args = parser.parse_args(argv)
-    from mixllm_router.cli.main import load_train_test
+    from mixllm_router.evaluation.loading import load_train_test
     from mixllm_router.policy.tradeoff import TradeoffCurve
 
     _, test = load_train_test(args.data)

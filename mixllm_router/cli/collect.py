@@ -20,7 +20,7 @@ from typing import Any
 
 from .._exceptions import ScoringError
 
-__all__ = ["add_collect_parser", "scorer_from_spec"]
+__all__ = ["add_parser", "run", "scorer_from_spec"]
 
 
 def scorer_from_spec(spec: str, judges: dict[str, Any] | None = None) -> Any:
@@ -62,7 +62,7 @@ def scorer_from_spec(spec: str, judges: dict[str, Any] | None = None) -> Any:
 def _replay_candidates(paths: list[str]) -> list[tuple[Any, Any]]:
     from ..candidates import Candidate
     from ..clients import ReplayClient
-    from .main import load_data
+    from ..evaluation.loading import load_data
 
     data = load_data(paths, on_error="drop")
     if not data.has_column("response"):
@@ -83,7 +83,7 @@ def _file_candidates(path: str) -> list[tuple[Any, Any]]:
     return [(c, clients[c.name]) for c in spec.to_candidates()]
 
 
-def cmd_collect(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..scoring.collection import collect
 
     if bool(args.candidates) == bool(args.replay):
@@ -104,7 +104,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_collect_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("collect", help="call every candidate on a file of queries, score the answers, "
                                        "write the outcome CSV (resumable)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,4 +128,4 @@ def add_collect_parser(sub: Any) -> None:
     p.add_argument("--no-fsync", dest="no_fsync", action="store_true",
                    help="do not fsync each result (faster; a power cut may lose the last ones)")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
-    p.set_defaults(func=cmd_collect)
+    p.set_defaults(func=run)

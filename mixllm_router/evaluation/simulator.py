@@ -41,21 +41,26 @@ sampled every ``sample_every_s``).
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
 import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ConfigError, DataError
 from ..policy.load import LatencySettings, LoadTracker
+from .simulator_report import SimulationReport
+from .simulator_scenario import (
+    DEFAULT_PROFILES,
+    FALLBACK_PROFILE,
+    Burst,
+    LatencyProfile,
+    default_profile,
+    poisson_arrivals,
+)
 
 if TYPE_CHECKING:
     from ..data import RoutingDataset
@@ -73,84 +78,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------------------------
-# Latency profiles and arrivals
-# --------------------------------------------------------------------------------------------
-
-
-class LatencyProfile(BaseModel):
-    """How fast a candidate serves: ``d(n) = ttft_s + n / tokens_per_s``, times lognormal noise."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    ttft_s: float = Field(ge=0, description="Time to first token, seconds.")
-    tokens_per_s: float = Field(gt=0, description="Output tokens generated per second after the first.")
-    noise_sigma: float = Field(default=0.3, ge=0, le=3, description="σ of the lognormal factor (0: exact).")
-
-    def mean_service_s(self, output_tokens: float) -> float:
-        """Noiseless service time of a request of ``output_tokens`` tokens."""
-        return self.ttft_s + max(float(output_tokens), 0.0) / self.tokens_per_s
-
-
-#: Defaults by case-insensitive substring of the candidate's name, first match wins (so
-#: "8x7b" comes before "7b" and "claude-instant" before "claude"). Typical hosted-API figures of
-#: 2024 for one request: larger models start later and generate more slowly.
-DEFAULT_PROFILES: tuple[tuple[str, LatencyProfile], ...] = (
-    ("gpt-4", LatencyProfile(ttft_s=0.8, tokens_per_s=25.0)),
-    ("gpt-3.5", LatencyProfile(ttft_s=0.4, tokens_per_s=70.0)),
-    ("claude-instant", LatencyProfile(ttft_s=0.5, tokens_per_s=80.0)),
-    ("claude", LatencyProfile(ttft_s=1.0, tokens_per_s=35.0)),
-    ("70b", LatencyProfile(ttft_s=0.8, tokens_per_s=30.0)),
-    ("34b", LatencyProfile(ttft_s=0.6, tokens_per_s=40.0)),
-    ("8x7b", LatencyProfile(ttft_s=0.4, tokens_per_s=60.0)),
-    ("13b", LatencyProfile(ttft_s=0.4, tokens_per_s=60.0)),
-    ("7b", LatencyProfile(ttft_s=0.3, tokens_per_s=80.0)),
-)
-#: For names that match no pattern.
-FALLBACK_PROFILE = LatencyProfile(ttft_s=0.5, tokens_per_s=50.0)
-
-
-def default_profile(name: str) -> LatencyProfile:
-    """The :data:`DEFAULT_PROFILES` entry whose pattern occurs in ``name`` (else the fallback)."""
-    low = name.lower()
-    for pattern, profile in DEFAULT_PROFILES:
-        if pattern in low:
-            return profile
-    return FALLBACK_PROFILE
-
-
-class Burst(BaseModel):
-    """Extra Poisson arrivals at ``rate_per_s`` during ``[start_s, start_s + duration_s)``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    start_s: float = Field(ge=0)
-    duration_s: float = Field(gt=0)
-    rate_per_s: float = Field(gt=0, description="Added to the base rate inside the window.")
-
-    @classmethod
-    def parse(cls, text: str) -> Burst:
-        """``"start:duration:rate"`` in seconds and queries per second, e.g. ``"60:20:15"``."""
-        try:
-            start, duration, rate = (float(p) for p in text.split(":"))
-            return cls(start_s=start, duration_s=duration, rate_per_s=rate)
-        except ValueError as exc:  # wrong arity, not numbers, or pydantic's ValidationError
-            raise ConfigError(f"a burst is 'start:duration:rate' with start >= 0, duration > 0, rate > 0; got {text!r}") from exc
-
-
-def poisson_arrivals(
-    n: int, rate_per_s: float, rng: np.random.Generator, bursts: Sequence[Burst] = ()
-) -> np.ndarray:
-    """The first ``n`` arrival times (sorted, seconds from 0) of a Poisson process plus bursts."""
-    if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
-        raise ConfigError(f"rate_per_s must be a finite number > 0, got {rate_per_s!r}")
-    times = [np.cumsum(rng.exponential(1.0 / rate_per_s, size=n))]
-    for b in bursts:
-        k = int(rng.poisson(b.rate_per_s * b.duration_s))
-        times.append(b.start_s + b.duration_s * rng.random(k))
-    return np.sort(np.concatenate(times), kind="stable")[:n]
-
-
 class _VirtualClock:
     """The simulator's clock, injected into the :class:`LoadTracker`."""
 
@@ -159,144 +86,6 @@ class _VirtualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-# --------------------------------------------------------------------------------------------
-# The report
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimulationReport:
-    """What happened to each query of one simulated stream (arrays are in arrival order).
-
-    ``expected_wait_s[i, l]`` is the router's estimate ``W_l`` when it decided query ``i``;
-    ``load[k, l]`` / ``queued[k, l]`` are candidate ``l``'s in-flight (running + queued) and
-    queued requests at ``load_times[k]``.
-    """
-
-    candidates: list[str]
-    reference: str
-    latency: LatencySettings
-    cost_weight: float
-    query_ids: list[str]
-    arrival_s: np.ndarray
-    start_s: np.ndarray
-    end_s: np.ndarray
-    chosen: np.ndarray
-    quality: np.ndarray
-    cost: np.ndarray
-    reference_quality: np.ndarray
-    reference_cost: np.ndarray
-    expected_wait_s: np.ndarray
-    load_times: np.ndarray
-    load: np.ndarray
-    queued: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tolerance_s(self) -> float:
-        return self.latency.tolerance_s
-
-    @property
-    def wait_s(self) -> np.ndarray:
-        return self.start_s - self.arrival_s
-
-    @property
-    def quality_pct(self) -> float:
-        """Mean quality as % of always-reference on the same queries."""
-        return 100.0 * float(self.quality.mean()) / float(self.reference_quality.mean())
-
-    @property
-    def cost_pct(self) -> float:
-        """Total cost as % of always-reference on the same queries."""
-        return 100.0 * float(self.cost.sum()) / float(self.reference_cost.sum())
-
-    @property
-    def past_tolerance_pct(self) -> float:
-        """% of queries that waited longer than τ."""
-        return 100.0 * float(np.mean(self.wait_s > self.tolerance_s))
-
-    def candidate_shares(self) -> dict[str, float]:
-        """% of queries sent to each candidate."""
-        counts = np.bincount(self.chosen, minlength=len(self.candidates))
-        return {name: 100.0 * float(c) / len(self.chosen) for name, c in zip(self.candidates, counts)}
-
-    def summary(self) -> dict[str, float]:
-        w = self.wait_s
-        return {
-            "queries": float(len(w)),
-            "quality_pct": self.quality_pct,
-            "cost_pct": self.cost_pct,
-            "mean_wait_s": float(w.mean()),
-            "p95_wait_s": float(np.percentile(w, 95)),
-            "max_wait_s": float(w.max()),
-            "past_tolerance_pct": self.past_tolerance_pct,
-            "mean_latency_s": float((self.end_s - self.arrival_s).mean()),
-            "duration_s": float(self.end_s.max()),
-        }
-
-    def table(self) -> str:
-        """A printable summary: the headline figures, then each candidate's share and peak load."""
-        s = self.summary()
-        lat = self.latency
-        lines = [
-            f"{int(s['queries'])} queries over {s['duration_s']:.0f} s; λ={self.cost_weight:g}, "
-            f"β={lat.weight:g}, ξ={lat.xi:g}, τ={lat.tolerance_s:g} s, hard limit {'on' if lat.hard_limit else 'off'}",
-            f"quality {s['quality_pct']:.1f}% and cost {s['cost_pct']:.1f}% of {self.reference}",
-            f"wait: mean {s['mean_wait_s']:.1f} s, p95 {s['p95_wait_s']:.1f} s, max {s['max_wait_s']:.1f} s; "
-            f"{s['past_tolerance_pct']:.1f}% waited longer than τ",
-            f"{'candidate':<36} {'share %':>8} {'peak load':>9} {'mean wait s':>11}",
-        ]
-        shares = self.candidate_shares()
-        w = self.wait_s
-        for j, name in enumerate(self.candidates):
-            mine = self.chosen == j
-            peak = int(self.load[:, j].max()) if self.load.size else 0
-            mw = f"{w[mine].mean():11.1f}" if mine.any() else f"{'—':>11}"
-            lines.append(f"{name:<36} {shares[name]:8.1f} {peak:9d} {mw}")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        """Summary, settings, candidate shares and the sampled load (JSON-serialisable)."""
-        return {
-            "summary": self.summary(),
-            "reference": self.reference,
-            "cost_weight": self.cost_weight,
-            "latency": self.latency.model_dump(),
-            "candidate_shares_pct": self.candidate_shares(),
-            "load_times_s": self.load_times.tolist(),
-            "load": {name: self.load[:, j].astype(int).tolist() for j, name in enumerate(self.candidates)},
-            "meta": self.meta,
-        }
-
-    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """PNG: each candidate's load over time (top) and each query's wait against τ (bottom)."""
-        from matplotlib.figure import Figure  # object API: renders with Agg, no global backend state
-
-        fig = Figure(figsize=(9, 6.5), dpi=110)
-        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-        for j, name in enumerate(self.candidates):
-            if self.load[:, j].any():
-                top.step(self.load_times, self.load[:, j], where="post", linewidth=1.2, color=f"C{j % 10}",
-                         label=name.split("/")[-1])
-        top.set_ylabel("in flight (running + queued)")
-        top.grid(alpha=0.3)
-        top.legend(fontsize=7, loc="upper left", ncol=2)
-        lat = self.latency
-        top.set_title(title or f"λ={self.cost_weight:g}, β={lat.weight:g}, ξ={lat.xi:g}, τ={lat.tolerance_s:g} s: "
-                      f"{self.past_tolerance_pct:.1f}% waited > τ, quality {self.quality_pct:.1f}%")
-        bottom.scatter(self.arrival_s, self.wait_s, s=4, c=[f"C{j % 10}" for j in self.chosen])  # colours as above
-        bottom.axhline(lat.tolerance_s, color="red", linewidth=0.8, label="τ")
-        bottom.set_xlabel("time, s")
-        bottom.set_ylabel("wait, s")
-        bottom.grid(alpha=0.3)
-        bottom.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format="png")
-        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,127 +375,3 @@ class Simulator:
                   "bursts": [b.model_dump() for b in self.bursts], "warm_start": self.warm_start,
                   "profiles": {n: p.model_dump() for n, p in zip(self.candidates, self.profiles)}},
         )
-
-
-# --------------------------------------------------------------------------------------------
-# `mixllm simulate`
-# --------------------------------------------------------------------------------------------
-
-
-def _parse_concurrency(items: Sequence[str], names: Sequence[str]) -> int | dict[str, int] | None:
-    """``["4"]`` → 4 for all; ``["4", "gpt-4=2"]`` → 4 for all but gpt-4. Unknown names raise."""
-    default: int | None = None
-    named: dict[str, int] = {}
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        try:
-            limit = int(value)
-        except ValueError:
-            raise ConfigError(f"--concurrency takes N or NAME=N, got {item!r}") from None
-        if sep:
-            named[name] = limit
-        else:
-            default = limit
-    if not named:
-        return default
-    if default is not None:
-        return {n: named.get(n, default) for n in names} | named  # unknown names stay, to be reported
-    return named
-
-
-def _parse_profile(item: str) -> tuple[str, LatencyProfile]:
-    """``NAME=TTFT:TOKENS_PER_S[:SIGMA]``."""
-    name, sep, spec = item.rpartition("=")
-    try:
-        parts = [float(p) for p in spec.split(":")]
-        if not sep or len(parts) not in (2, 3):
-            raise ValueError
-        values = dict(zip(("ttft_s", "tokens_per_s", "noise_sigma"), parts))
-        return name, LatencyProfile(**values)
-    except ValueError as exc:
-        raise ConfigError(f"--profile takes NAME=TTFT:TOKENS_PER_S[:SIGMA] with TTFT >= 0, "
-                          f"TOKENS_PER_S > 0, 0 <= SIGMA <= 3; got {item!r}") from exc
-
-
-def add_simulate_parser(subparsers: Any) -> Any:
-    """Register ``mixllm simulate`` on an ``argparse`` sub-parsers object."""
-    p = subparsers.add_parser(
-        "simulate", help="replay a query stream against candidates with limited concurrency, routed with live load",
-        description="Discrete-event simulation: queries arrive by a Poisson process (plus bursts), each candidate "
-                    "serves N at once with a latency profile, the router decides with the waits it sees. "
-                    "Reports quality and cost (%% of the reference), waits, the share past τ, and load over time.",
-    )
-    p.add_argument("--router", required=True, help="checkpoint folder (from `mixllm train`)")
-    p.add_argument("--data", nargs="+", required=True, help="RouterBench files/folders or long CSV files")
-    p.add_argument("--split", help="stream only rows of this split (e.g. test)")
-    p.add_argument("--rate", type=float, default=10.0, help="queries per second (default 10)")
-    p.add_argument("--n-queries", dest="n_queries", type=int, help="stream length (default: every query once)")
-    p.add_argument("--burst", action="append", default=[], metavar="START:DURATION:RATE",
-                   help="extra arrivals at RATE/s during [START, START+DURATION) s; repeatable")
-    p.add_argument("--concurrency", action="append", default=[], metavar="N|NAME=N",
-                   help="requests each candidate serves at once (default: the candidate's max_concurrency)")
-    p.add_argument("--profile", action="append", default=[], metavar="NAME=TTFT:TOK_PER_S[:SIGMA]",
-                   help="latency profile of a candidate (default: by name pattern, see DEFAULT_PROFILES)")
-    knob = p.add_mutually_exclusive_group()
-    knob.add_argument("--cost-weight", dest="cost_weight", type=float, help="λ: quality points per USD")
-    knob.add_argument("--cost-share", dest="cost_share", type=float, help="target share of the reference cost")
-    p.add_argument("--beta", type=float, help="β: weight of the latency penalty (default: the checkpoint's)")
-    p.add_argument("--xi", type=float, help="ξ: the penalty starts at ξ·τ")
-    p.add_argument("--tau", type=float, help="τ: the longest acceptable wait, seconds")
-    p.add_argument("--hard-limit", dest="hard_limit", action=argparse.BooleanOptionalAction, default=None,
-                   help="choose a candidate past τ only when every one is")
-    p.add_argument("--reference", help="reference model for the %% figures (default: the router's)")
-    p.add_argument("--warm-start", dest="warm_start", action="store_true",
-                   help="start the tracker's service estimates at the profiles' true means")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm",
-                   help="must match the encoder the checkpoint was trained with")
-    p.add_argument("--plot", help="write the load-over-time PNG here")
-    p.add_argument("--json", help="write the report (summary, shares, load) as JSON here")
-    p.add_argument("--on-error", dest="on_error", choices=["drop", "raise"], default="drop")
-    p.set_defaults(func=run_simulate)
-    return p
-
-
-def run_simulate(args: Any) -> int:
-    """``mixllm simulate``: load the router and the data, simulate, print the table, write files."""
-    import json
-    import sys
-
-    from ..cli.main import load_data
-    from ..router import MixLLMRouter
-
-    encoder = None
-    if args.encoder == "hashing":
-        from ..encoders import HashingEncoder
-
-        encoder = HashingEncoder()
-    router = MixLLMRouter.load(args.router, encoder=encoder)
-    data = load_data(args.data, split=args.split, on_error=args.on_error)
-    latency_values = router.config.latency.model_dump()
-    for key, value in (("weight", args.beta), ("xi", args.xi), ("tolerance_s", args.tau),
-                       ("hard_limit", args.hard_limit)):
-        if value is not None:
-            latency_values[key] = value
-    latency = LatencySettings.create(**latency_values)
-    sim = Simulator(
-        router, data, rate_per_s=args.rate, n_queries=args.n_queries,
-        bursts=[Burst.parse(b) for b in args.burst],
-        concurrency=_parse_concurrency(args.concurrency, router.candidate_names),
-        profiles=dict(_parse_profile(p) for p in args.profile),
-        reference=args.reference, warm_start=args.warm_start,
-    )
-    print(f"embedded {len(sim.queries)} queries; simulating {sim.n_queries} arrivals ...", file=sys.stderr, flush=True)
-    report = sim.run(latency=latency, cost_weight=args.cost_weight, cost_share=args.cost_share, seed=args.seed)
-    print(report.table())
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_json(), indent=1))
-        print(f"wrote {path}", file=sys.stderr)
-    if args.plot:
-        try:
-            print(f"wrote {report.plot(args.plot)}", file=sys.stderr)
-        except ImportError:
-            print("matplotlib is not installed: no plot (pip install 'mixllm-router[plot]')", file=sys.stderr)
-    return 0

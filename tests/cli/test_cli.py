@@ -145,6 +145,29 @@ def test_console_script_help():
     assert out.returncode == 0 and "train" in out.stdout and "eval" in out.stdout
 
 
+def test_each_command_is_its_own_module_and_evaluation_knows_no_cli():
+    """``mixllm X`` runs ``mixllm_router.cli.X``; the evaluation and simulators do not parse options."""
+    import ast
+    from pathlib import Path
+
+    import mixllm_router.evaluation as evaluation
+    from mixllm_router.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        module = parser.get_default("func").__module__
+        assert module == f"mixllm_router.cli.{name.replace('-', '_')}", (name, module)
+    for path in Path(evaluation.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            assert not any(n == "argparse" or n.startswith(("..cli", "mixllm_router.cli")) for n in names), path
+
+
 def test_train_with_tag_enhanced_embeddings_saves_the_projection(tmp_path, capsys):
     topics = ["python code", "french poem", "tax law", "organic chemistry", "roman history", "jazz harmony",
               "tennis rules", "bread baking", "linear algebra", "bird migration"]
