@@ -269,37 +269,3 @@ class FeedbackLearner:
         return {"version": self.version, "applied": self.applied, "skipped": self.skipped,
                 "malformed": self.malformed, "unacknowledged": len(self._unacked),
                 "applied_seq": self.router.learning.applied_seq}
-
-
-def add_learn_parser(sub: Any) -> None:
-    """``mixllm learn``: run the feedback learner of a deployment that shares state on Redis."""
-    p = sub.add_parser("learn", help="apply the shared feedback stream (Redis) and publish checkpoints")
-    p.add_argument("--router", required=True, help="checkpoint folder to start from (a newer published version wins)")
-    p.add_argument("--state", required=True, help="redis://host:port/db of the deployment")
-    p.add_argument("--namespace", default="mixllm", help="key namespace the workers use (default mixllm)")
-    p.add_argument("--consumer", default="learner", help="this learner's name in the consumer group")
-    p.add_argument("--publish-every", dest="publish_every", type=int, default=100,
-                   help="publish a version after this many events (default 100)")
-    p.add_argument("--publish-interval", dest="publish_interval", type=float, default=5.0,
-                   help="... or after this many seconds with events pending (default 5)")
-    p.add_argument("--idle-exit", dest="idle_exit", type=float, default=None,
-                   help="exit after this many seconds without feedback (default: run until interrupted)")
-    p.set_defaults(func=_cmd_learn)
-
-
-def _cmd_learn(args: Any) -> int:
-    import sys
-
-    from ..router import MixLLMRouter
-
-    state = RedisState(args.state, namespace=args.namespace)
-    learner = FeedbackLearner(MixLLMRouter.load(args.router), state, consumer=args.consumer,
-                              publish_every=args.publish_every, publish_interval_s=args.publish_interval)
-    version = learner.start()
-    print(f"learning from {state.feedback_stream} at {args.state}; continuing from version {version}",
-          file=sys.stderr, flush=True)
-    try:
-        learner.run(idle_exit_s=args.idle_exit)
-    finally:
-        print(f"learner stopped: {learner.stats}", file=sys.stderr, flush=True)
-    return 0
