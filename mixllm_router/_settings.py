@@ -35,3 +35,10 @@ class Settings(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(f"invalid {type(self).__name__}: {describe(exc)}") from None
+
+
+def _path_text(value: str | None) -> str | None:
+    """A path setting: a NUL byte would make every later ``open`` raise a raw ``ValueError``."""
+    if value is not None and "\x00" in value:
+        raise ValueError("a path may not contain a NUL byte")
+    return value

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Literal
 from .._exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import EncoderSettings
     from .base import QueryEncoder
+    from .settings import EncoderSettings
 
 __all__ = ["Backend", "BACKENDS", "resolve_backend", "text_encoder"]
 
