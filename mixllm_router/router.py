@@ -911,7 +911,7 @@ class MixLLMRouter:
             previous.close()
         return backend
 
-    def _adopt(self, other: MixLLMRouter) -> None:
+    def adopt(self, other: MixLLMRouter) -> None:
         """Take the learnt model of ``other`` (a newer checkpoint) in one step under the lock.
 
         Kept: config, encoder, clients, load tracker, decision log (feedback for earlier decisions

@@ -747,7 +747,7 @@ class RedisState(SharedState):
                     return
                 got, fresh = self.fetch_checkpoint(version, encoder=router.encoder)
                 if got > self.checkpoint_version:
-                    router._adopt(fresh)
+                    router.adopt(fresh)
                     self.checkpoint_version = got
                     self._lowest_latest_warned = None
             except Exception as exc:  # noqa: BLE001 - a failed pick-up must not take the worker down
