@@ -34,6 +34,7 @@ from .policy.meta_score import ScoreTerms
 from .policy.routing import Exploration, RoutingRequest, decide, eligibility, latency_terms
 from .policy.tradeoff import TradeoffCurve
 from .state.base import InProcessState, SharedState
+from .state.host import register_checkpoint_loader
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -801,3 +802,8 @@ class MixLLMRouter:
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
         return f"MixLLMRouter({self.pool.names!r}, {state})"
+
+
+# the state layer never imports this module: it loads the checkpoints it fetches with this loader
+# when it knows no router of its own (``RedisState(url).fetch_checkpoint()`` in a fresh process)
+register_checkpoint_loader(MixLLMRouter.load)

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..learning.learner import FeedbackEvent
+    from ..learning.journal import FeedbackEvent
     from ..policy.load import LoadTicket, LoadTracker
-    from ..router import MixLLMRouter
+    from .host import StateHost
 
 __all__ = ["InProcessState", "SharedState", "SharedStateWarning", "StateStatus"]
 
@@ -67,7 +67,8 @@ class SharedState:
 
     A backend is bound to one router with :meth:`bind` (``MixLLMRouter.share_state`` does it);
     the router's :class:`~mixllm_router.policy.load.LoadTracker` then reports to it through the
-    :class:`~mixllm_router.policy.load.LoadSharing` methods below.
+    :class:`~mixllm_router.policy.load.LoadSharing` methods below. A backend knows the router only
+    as a :class:`~mixllm_router.state.host.StateHost`: this layer never imports the router.
     """
 
     #: True when the load tracker should report to this state (``started``/``finished``/``sync``).
@@ -75,8 +76,8 @@ class SharedState:
     #: True when feedback goes to the shared store (and a learner) instead of being applied here.
     shares_feedback: bool = False
 
-    def bind(self, router: MixLLMRouter) -> None:
-        """Attach to ``router`` (its load tracker reports here from now on)."""
+    def bind(self, host: StateHost) -> None:
+        """Attach to ``host``, the router (its load tracker reports here from now on)."""
 
     def close(self) -> None:
         """Release connections and background threads; the router then runs on local state."""

@@ -35,7 +35,7 @@ from .base import SharedStateWarning
 from .redis import RedisState, seq_from_stream_id
 
 if TYPE_CHECKING:
-    from ..router import MixLLMRouter
+    from .host import LearnerHost
 
 __all__ = ["FeedbackLearner"]
 
@@ -58,11 +58,15 @@ class FeedbackLearner:
     learner in the consumer group ``group``. With ``trim`` the stream is cut, after each
     publication, up to the last event acknowledged (it is in the published version), so it does
     not grow without bound; pass ``trim=False`` if other consumer groups read it too.
+
+    ``router`` is typed as a :class:`~mixllm_router.state.host.LearnerHost` (a ``MixLLMRouter``
+    is one): a published version is loaded with ``type(router).load``, so the learner continues
+    with a router of the class it was given.
     """
 
     def __init__(
         self,
-        router: MixLLMRouter,
+        router: LearnerHost,
         state: RedisState,
         *,
         group: str = "learners",
@@ -108,10 +112,11 @@ class FeedbackLearner:
         version when none exists yet).
         """
         self._lease()
-        self.state._strict("create the consumer group", self._create_group)
+        self.state.connection.strict("create the consumer group", self._create_group)
         latest = self.state.latest_version()
         if latest:
-            version, published = self.state.fetch_checkpoint(latest, encoder=self.router.encoder)
+            version, published = self.state.fetch_checkpoint(latest, encoder=self.router.encoder,
+                                                             loader=type(self.router).load)
             if published.learning.applied_seq >= self.router.learning.applied_seq:
                 self.router = published
                 self.version = version
@@ -127,12 +132,12 @@ class FeedbackLearner:
         """The consumer group (and the stream), reading from the start; fine if it exists."""
         try:
             self.state.client.xgroup_create(self.state.feedback_stream, self.group, id="0", mkstream=True)
-        except self.state._redis.ResponseError as exc:
+        except self.state.connection.redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def _lease(self) -> None:
-        ok = self.state._strict("take the learner lease", lambda: self._take_lease(
+        ok = self.state.connection.strict("take the learner lease", lambda: self._take_lease(
             keys=[self.state.key("learner")], args=[self.consumer, self.lease_ms]))
         if not ok:
             owner = self.state.client.get(self.state.key("learner"))
@@ -152,7 +157,7 @@ class FeedbackLearner:
                 if start in (b"0-0", "0-0"):
                     return
 
-        self.state._strict("claim pending feedback", claim)
+        self.state.connection.strict("claim pending feedback", claim)
 
     # -- the loop --------------------------------------------------------------------------------------
     def step(self) -> int:
@@ -172,14 +177,14 @@ class FeedbackLearner:
             try:
                 return self.state.client.xreadgroup(self.group, self.consumer, {stream: read_id},
                                                     count=self.batch, block=block)
-            except self.state._redis.ResponseError as exc:
+            except self.state.connection.redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 # the stream or the group is gone (a Redis without persistence restarted): start over
                 self._create_group()
                 return []
 
-        reply = self.state._strict("read feedback", read)
+        reply = self.state.connection.strict("read feedback", read)
         entries = reply[0][1] if reply else []
         if self._backlog and not entries:
             self._backlog = False
@@ -196,7 +201,7 @@ class FeedbackLearner:
         return len(entries)
 
     def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        from ..learning.learner import FeedbackEvent
+        from ..learning.journal import FeedbackEvent
 
         learning = self.router.learning
         try:
@@ -227,7 +232,7 @@ class FeedbackLearner:
                 if self.trim:  # everything before the last acknowledged entry is in a published version
                     self.state.client.xtrim(stream, minid=max(ids, key=seq_from_stream_id))
 
-            self.state._strict("acknowledge feedback", acknowledge)
+            self.state.connection.strict("acknowledge feedback", acknowledge)
             self._unacked = []
         self._last_publish = time.monotonic()
         return self.version

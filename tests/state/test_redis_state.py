@@ -186,6 +186,34 @@ def test_publish_and_fetch_round_trip(checkpoint, redis_url, synthetic_data):
     a.state.close()
 
 
+def test_fetch_builds_the_router_with_a_loader_not_the_router_module(checkpoint, redis_url, monkeypatch):
+    """The state layer never imports the router: a fetched version is built by ``loader``, else by
+    the bound router's class, else the last published router's, else the one registered at import."""
+    from mixllm_router.state import host
+
+    class Custom(MixLLMRouter):
+        pass
+
+    custom = Custom.load(checkpoint, encoder=HashingEncoder())
+    publisher = RedisState(redis_url, namespace="t")
+    version = publisher.publish_checkpoint(custom)
+    folders: list[list[str]] = []
+
+    def loader(folder, *, encoder=None):
+        folders.append(sorted(p.name for p in folder.iterdir()))
+        return MixLLMRouter.load(folder, encoder=encoder)
+
+    got, loaded = RedisState(redis_url, namespace="t").fetch_checkpoint(encoder=HashingEncoder(), loader=loader)
+    assert got == version and type(loaded) is MixLLMRouter and "manifest.json" in folders[0]
+    assert type(publisher.fetch_checkpoint(encoder=HashingEncoder())[1]) is Custom  # the class it published
+    monkeypatch.setattr(host, "_default_loader", None)  # as if the router package had registered none
+    with pytest.raises(SharedStateError, match=r"loader=MixLLMRouter\.load"):
+        RedisState(redis_url, namespace="t").fetch_checkpoint(encoder=HashingEncoder())
+    bound = custom.share_state(RedisState(redis_url, namespace="t", pick_up_checkpoints=False))
+    assert type(bound.fetch_checkpoint(encoder=HashingEncoder())[1]) is Custom  # the bound router's class
+    bound.close()
+
+
 def test_workers_swap_in_new_versions_while_routing(checkpoint, redis_url, synthetic_data):
     """A worker routing from several threads while versions are published: no route fails, and the
     worker ends on the newest version."""
