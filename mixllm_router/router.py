@@ -10,7 +10,6 @@ meta score ``S = q − λ·c + α·u − β·P + γ·κ·s`` → the eligible ca
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import warnings
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._exceptions import CheckpointError, ConfigError, DataError, NotFittedError
+from ._exceptions import ConfigError, DataError, NotFittedError
 from ._validate import candidate_names, finite_real
 from .candidates import Candidate, CandidatePool
 from .config import RouterConfig, make_config
@@ -33,6 +32,8 @@ from .policy.load import LoadTracker
 from .policy.meta_score import ScoreTerms
 from .policy.routing import Exploration, RoutingRequest, decide, eligibility, latency_terms
 from .policy.tradeoff import TradeoffCurve
+from .router_calls import CallingMixin
+from .router_live import LiveStateMixin
 from .state.base import InProcessState, SharedState
 from .state.host import register_checkpoint_loader
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from .data import RoutingDataset
     from .encoders.base import QueryEncoder
     from .predictors import CandidatePredictor
-    from .responses import RoutedResponse, RoutedStream
 
 __all__ = ["MixLLMRouter", "Predictions", "build_encoder", "fold_assignment"]
 
@@ -68,7 +68,7 @@ def _as_dataset(data: Any) -> RoutingDataset:
     raise TypeError(f"fit() takes a RoutingDataset, got {type(data).__name__}{hint}")
 
 
-class MixLLMRouter:
+class MixLLMRouter(CallingMixin, LiveStateMixin):
     """Routes each query to the candidate LLM with the best predicted quality for its cost.
 
     Parameters
@@ -416,315 +416,6 @@ class MixLLMRouter:
         for _, record in made:
             self.decisions.add(record)
         return [decision for decision, _ in made]
-
-    # ------------------------------------------------------------------------------ calling
-    def set_client(self, name: str, client: ChatClient) -> None:
-        """Say how to call candidate ``name``; its calls then feed the load tracker.
-
-        Metadata the candidate does not know yet (``Candidate.unknown``: tool support, context
-        window) is taken from the client where it can tell (:func:`~mixllm_router.clients.hints.client_metadata`).
-        """
-        from .clients.hints import client_metadata
-        from .clients.tracking import TrackedClient
-
-        cand = self.pool.get(name)  # unknown name -> UnknownCandidateError
-        hints = {k: v for k, v in client_metadata(client).items() if k in cand.unknown}
-        if hints:
-            with self.learning.lock:
-                self.pool.replace(cand.updated(**hints))
-        self._track(name)
-        self._clients[name] = TrackedClient(client, self.load_tracker, name)
-
-    def update_candidate(self, name: str, **fields: Any) -> Candidate:
-        """Change a candidate's metadata (prices, ``context_window``, ``max_concurrency``,
-        ``supports_tools``) without retraining; returns the updated :class:`Candidate`.
-
-        Kept in checkpoints. New prices change the predicted cost at once for candidates whose
-        cost is predicted from output tokens (``cost_mode="tokens"``) and every call's accounted
-        cost; a new ``max_concurrency`` goes to the load tracker. Raises :class:`ConfigError` for
-        a bad field or value and :class:`UnknownCandidateError` for an unknown name; nothing
-        changes then.
-        """
-        with self.learning.lock:  # a route sees the old metadata or the new, never half
-            cand = self.pool.replace(self.pool.get(name).updated(**fields))
-            if "max_concurrency" in fields and name in self.load_tracker:
-                self.load_tracker.set_max_concurrency(name, cand.max_concurrency)
-        return cand
-
-    def _track(self, name: str) -> None:
-        """Register candidate ``name`` with the load tracker (once) at its concurrency limit."""
-        if name not in self.load_tracker:
-            self.load_tracker.register(name, self.pool.get(name).max_concurrency)
-
-    @property
-    def caller(self) -> FallbackCaller:
-        if self._caller is None:
-            from .clients.fallback import FallbackCaller
-
-            self._caller = FallbackCaller()
-        return self._caller
-
-    def callable_candidates(self, tools: Sequence[Any] | None, candidates: Sequence[str] | None) -> list[str]:
-        """The candidates (of ``candidates``, default all) that have a client and, when ``tools`` are
-        given, support tools; :class:`ClientError` when none does."""
-        candidates = candidate_names(candidates)
-        names = [n for n in (candidates if candidates is not None else self.pool.names) if n in self._clients]
-        if tools:
-            names = [n for n in names if self.pool.get(n).supports_tools and self._clients[n].supports_tools]
-        if not names:
-            from ._exceptions import ClientError
-
-            need = " that support tools" if tools else ""
-            raise ClientError(f"no candidate{need} has a client: attach them with set_client(name, client)")
-        return names
-
-    def invoke(
-        self,
-        messages: Any,
-        *,
-        tools: Sequence[Any] | None = None,
-        cost_weight: float | None = None,
-        cost_share: float | None = None,
-        max_cost_usd: float | None = None,
-        candidates: Sequence[str] | None = None,
-        **generation: Any,
-    ) -> RoutedResponse:
-        """Route ``messages`` (a string or chat turns), call the chosen candidate, fall back on failure.
-
-        Returns the answer with the decision, token usage, actual cost and latency. ``generation``:
-        ``max_tokens``, ``temperature``, ``stop``, ``timeout``.
-        """
-        from .responses import RoutedResponse, prepare_call
-
-        msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
-        result = self.caller.call(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
-        return RoutedResponse.build(self, decision, result, msgs)
-
-    async def ainvoke(
-        self,
-        messages: Any,
-        *,
-        tools: Sequence[Any] | None = None,
-        cost_weight: float | None = None,
-        cost_share: float | None = None,
-        max_cost_usd: float | None = None,
-        candidates: Sequence[str] | None = None,
-        **generation: Any,
-    ) -> RoutedResponse:
-        """Async :meth:`invoke`; encoding runs in a worker thread so the event loop never blocks."""
-        import asyncio
-
-        from .responses import RoutedResponse, prepare_call
-
-        msgs, decision, ranked, costs = await asyncio.to_thread(
-            prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
-        )
-        result = await self.caller.acall(ranked, msgs, tools=tools, estimated_costs=costs, **generation)
-        return RoutedResponse.build(self, decision, result, msgs)
-
-    def stream(
-        self,
-        messages: Any,
-        *,
-        tools: Sequence[Any] | None = None,
-        cost_weight: float | None = None,
-        cost_share: float | None = None,
-        max_cost_usd: float | None = None,
-        candidates: Sequence[str] | None = None,
-        **generation: Any,
-    ) -> RoutedStream:
-        """Route, then stream the answer; falls back only before the first token."""
-        from .responses import RoutedStream, prepare_call
-
-        msgs, decision, ranked, costs = prepare_call(self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates)
-        return RoutedStream(self, decision, self.caller.stream(ranked, msgs, tools=tools, estimated_costs=costs, **generation),
-                            msgs)
-
-    async def astream(
-        self,
-        messages: Any,
-        *,
-        tools: Sequence[Any] | None = None,
-        cost_weight: float | None = None,
-        cost_share: float | None = None,
-        max_cost_usd: float | None = None,
-        candidates: Sequence[str] | None = None,
-        **generation: Any,
-    ) -> RoutedStream:
-        """Async :meth:`stream`: ``async for chunk in await router.astream(...)``."""
-        import asyncio
-
-        from .responses import RoutedStream, prepare_call
-
-        msgs, decision, ranked, costs = await asyncio.to_thread(
-            prepare_call, self, messages, tools, cost_weight, cost_share, max_cost_usd, candidates
-        )
-        return RoutedStream(self, decision, self.caller.astream(ranked, msgs, tools=tools, estimated_costs=costs, **generation),
-                            msgs)
-
-    # ------------------------------------------------------------------------------ online scoring
-    def answered(self, decision: RoutingDecision, text: str, candidate: str | None = None,
-                 messages: Sequence[Any] | None = None) -> None:
-        """Report a delivered answer to the listeners (``attach_scorer``). ``invoke``, ``ainvoke``
-        and ``stream`` call it; an integration that calls the candidate itself calls it too. Cheap,
-        never raises: a listener's error is logged."""
-        if not self.answer_listeners:
-            return
-        from .clients.base import normalize_messages
-        from .scoring.online import AnsweredCall
-
-        try:
-            msgs = tuple(normalize_messages(messages)) if messages else ()
-            call = AnsweredCall(decision, msgs, text, candidate or decision.chosen)
-        except Exception:
-            logging.getLogger(__name__).exception("answered(): bad arguments; no listener called")
-            return
-        for listener in list(self.answer_listeners):
-            try:
-                listener(call)
-            except Exception:
-                logging.getLogger(__name__).exception("an answer listener failed")
-
-    def attach_scorer(self, scorer: Any, **options: Any) -> Any:
-        """Grade delivered answers in the background and feed the grades back as feedback.
-
-        Returns the :class:`~mixllm_router.scoring.online.OnlineScorer` (``stats``, ``drain``,
-        ``close``); ``options``: ``sample_rate``, ``budget_usd``, ``max_queue``, ``workers``,
-        ``shadow_rate``, ``shadow_budget_usd``, ``shadow_candidates``, ``reference``, ``seed``.
-        See ``docs/scoring.md``.
-        """
-        from .scoring.online import OnlineScorer
-
-        online = OnlineScorer(self, scorer, **options)
-        self.answer_listeners.append(online.submit)
-        return online
-
-    def detach_scorer(self, online: Any, *, timeout: float | None = 10.0) -> None:
-        """Stop offering answers to ``online`` and close it (its queued jobs finish first)."""
-        self.answer_listeners = [f for f in self.answer_listeners if getattr(f, "__self__", None) is not online]
-        online.close(timeout)
-
-    # ------------------------------------------------------------------------------ pool changes
-    def remove_candidate(self, name: str) -> None:
-        """Stop routing to ``name``; every other candidate's state is left as it is.
-
-        Takes ``learning.lock``, so a route in flight sees the pool before or after the removal,
-        never half of it, and a feedback event for ``name`` is either applied (queued events are
-        applied first) or refused with :class:`FeedbackError`, never acknowledged and dropped.
-        """
-        with self.learning.lock:
-            self.learning.flush(self)  # queued feedback was acknowledged: apply it while its candidate exists
-            self.pool.remove(name)
-            self.predictors_.pop(name, None)
-            self._clients.pop(name, None)
-            if name in self.load_tracker:
-                self.load_tracker.unregister(name)
-            self.learning.forget(name)
-
-    def add_candidate(
-        self,
-        candidate: Candidate | str,
-        *,
-        examples: RoutingDataset | Iterable[Mapping[str, Any]] | None = None,
-        prior: str | None = "similar",
-    ) -> str:
-        """Add a candidate to a fitted router without retraining the others.
-
-        ``examples``: labelled outcomes for this candidate only (a RoutingDataset with its rows,
-        or records ``{"query", "quality", "cost"?, "output_tokens"?}``), applied on top of the
-        prior. ``prior``: ``"similar"`` (default; the candidate nearest in log prices;
-        ``"mean"`` when prices are unknown), ``"mean"`` (average of all candidates),
-        ``"fitted"`` (a mix of the other candidates fitted to the examples, opt-in: see
-        ``mixllm_router.learning.onboarding`` and docs/scoring.md), a candidate's name, or ``None``. The prior sets the predictions; the uncertainty starts at its maximum so the
-        exploration bonus ``α·u`` sends it traffic until feedback shows where it is good.
-        Returns where the prior came from. See ``mixllm_router.learning.learner``.
-        """
-        with self.learning.lock:  # routes see the pool before or after the addition
-            return self.learning.add_candidate(self, candidate, examples=examples, prior=prior)
-
-    # ------------------------------------------------------------------------------ feedback
-    def feedback(
-        self,
-        key: str,
-        score: bool | float,
-        *,
-        output_tokens: int | None = None,
-        latency_s: float | None = None,
-    ) -> int:
-        """Learn from a user's verdict on a routed answer; returns the event's sequence number.
-
-        ``key``: ``RoutingDecision.decision_id`` or an alias (e.g. a LangChain run id).
-        ``score``: ``True``/``False`` (thumbs up/down) or a grade in [0, 1]. The candidate that
-        answered (after fallbacks) is taught. With ``config.learning.journal_path`` the event is
-        on disk before this returns. Raises :class:`FeedbackError` for an unknown or expired
-        key, a decision already rated, a removed candidate or a bad score; nothing changes then.
-        """
-        return self.learning.feedback(self, key, score, output_tokens=output_tokens, latency_s=latency_s).seq
-
-    async def afeedback(
-        self,
-        key: str,
-        score: bool | float,
-        *,
-        output_tokens: int | None = None,
-        latency_s: float | None = None,
-    ) -> int:
-        """Async :meth:`feedback`: the journal write and update run in a worker thread."""
-        import asyncio
-
-        return await asyncio.to_thread(self.feedback, key, score, output_tokens=output_tokens, latency_s=latency_s)
-
-    # ------------------------------------------------------------------------------ shared state
-    def share_state(self, state: SharedState | str | None, **options: Any) -> SharedState:
-        """Share load, feedback and published checkpoints with other processes (None: stop sharing).
-
-        ``state``: a URL (``"redis://host:6379/0"``) with ``options`` for
-        :class:`~mixllm_router.state.RedisState` (``namespace``, ``lease_s``, ...), or a built
-        :class:`~mixllm_router.state.SharedState`. From then on every call this router makes holds
-        a lease the other workers see, routing reads their leases, ``feedback`` goes to the shared
-        stream for the :class:`~mixllm_router.state.FeedbackLearner`, and newer checkpoints the
-        learner publishes are swapped in without a restart. Returns the state (``.status()``).
-        """
-        from .state import connect
-
-        backend = connect(state, **options)
-        previous = self.state
-        if backend.shares_feedback:
-            self.learning.flush(self)  # queued local feedback is applied here before it starts going out
-        with self.learning.lock:
-            for name in self.pool.names:  # so the others' leases on every candidate are heard from the start
-                self._track(name)
-            self.state = backend
-            backend.bind(self)
-            self.load_tracker.attach(backend if backend.shares_load else None)
-        if previous is not backend:
-            previous.close()
-        return backend
-
-    def adopt(self, other: MixLLMRouter) -> None:
-        """Take the learnt model of ``other`` (a newer checkpoint) in one step under the lock.
-
-        Kept: config, encoder, clients, load tracker, decision log (feedback for earlier decisions
-        still works) and the shared-state binding. Replaced: pool, predictors, bank, calibration,
-        and the learner's model (feedback network, applied_seq). A route holds the same lock, so
-        it sees the old model or the new one, never a mix.
-        """
-        theirs, ours = other.encoder_fingerprint_, self.encoder_fingerprint_
-        if theirs and ours and theirs != ours:
-            raise CheckpointError(
-                f"the published router was trained with encoder {theirs}, this one routes with {ours}: not swapped"
-            )
-        with self.learning.lock:
-            removed = set(self.pool.names) - set(other.pool.names)
-            self.pool = other.pool
-            self.predictors_ = other.predictors_
-            self.bank_ = other.bank_
-            self.calibration_ = other.calibration_
-            self.reference_ = other.reference_
-            self.encoder_fingerprint_ = other.encoder_fingerprint_ or self.encoder_fingerprint_
-            self.learning.adopt(other.learning)
-            for name in removed:
-                self._clients.pop(name, None)
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -373,3 +373,16 @@ def _holdout(
     chosen_share = [float(np.mean(trace.chosen[a:b] == h)) for a, b in zip(events[:-1], events[1:]) if b > a]
     return HoldoutResult(name=holdout, offline_share=share, prior=source, auc_with=auc_with, auc_without=auc_without,
                          events=events, auc=aucs, chosen_share=chosen_share)
+
+
+_MOVED_TO_CLI = {"add_simulate_online_parser": "add_parser", "run_simulate_online": "run"}
+
+
+def __getattr__(name: str) -> object:
+    """The ``simulate-online`` command's parser and runner moved to the CLI package (evaluation knows
+    nothing of argparse): say where, instead of a bare AttributeError."""
+    if name in _MOVED_TO_CLI:
+        raise AttributeError(
+            f"mixllm_router.evaluation.online.{name} moved: use mixllm_router.cli.simulate_online.{_MOVED_TO_CLI[name]}"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -73,23 +73,22 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import ConfigError, DataError, FeedbackError, UnknownCandidateError
+from .._exceptions import ConfigError, FeedbackError
 from .._validate import finite_real
 from .change import ResidualChangeDetector
 from .feedback_net import FeedbackScoreNet, thompson_scores
+from .host import FeedbackSink, LearnerHost  # noqa: F401 - re-exported
 from .journal import FeedbackEvent, FeedbackJournal, _canonical, _checksum  # noqa: F401 - re-exported
+from .priors import candidate_examples, fitted_prior, named_prior
 from .settings import PRIOR_MAX, PRIOR_MIN, JournalWarning, LearningSettings, _path_text  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from ..candidates import Candidate
     from ..data import RoutingDataset
-    from ..model import FittedModel
-    from ..policy.decision import DecisionLog
-    from ..policy.load import LoadTracker
     from ..predictors import CandidatePredictor
 
 __all__ = [
@@ -106,27 +105,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-class FeedbackSink(Protocol):
-    """Where feedback goes when workers share it (a :class:`~mixllm_router.state.SharedState`)."""
-
-    shares_feedback: bool
-
-    def publish_feedback(self, event: FeedbackEvent) -> int: ...
-
-
-class LearnerHost(Protocol):
-    """What the learner needs from the router it serves: the fitted model it updates, the decision
-    log feedback is keyed on, where shared feedback goes, the load tracker a call's latency feeds,
-    and the encoder (through ``embed``) for labelled examples of a new candidate."""
-
-    model: FittedModel
-    decisions: DecisionLog
-    state: FeedbackSink
-    load_tracker: LoadTracker
-
-    def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
-
 
 def parse_score(score: Any) -> float:
     """A feedback score as a float in [0, 1]; ``True``/``False`` are thumbs up/down."""
@@ -421,13 +399,13 @@ class OnlineLearner:
             raise ConfigError(f"expected a Candidate or a name, got {type(candidate).__name__}")
         if candidate.name in router.model.pool:
             raise ConfigError(f"candidate {candidate.name!r} is already in the pool")
-        ex = self._examples(router, candidate.name, examples) if examples is not None else None
+        ex = candidate_examples(router, candidate.name, examples) if examples is not None else None
         has_prices = candidate.input_price > 0 or candidate.output_price > 0
         cost_mode = "tokens" if has_prices and ex is not None and ex[4] is not None else "direct"
         if prior == "fitted":  # a mix of the other candidates fitted to the examples (opt-in, see onboarding.py)
-            source, w0, m0 = self._fitted_prior(router, ex, cost_mode)
+            source, w0, m0 = fitted_prior(router, ex, cost_mode)
         else:
-            source, w0, m0 = self._prior(router, candidate, prior, cost_mode)
+            source, w0, m0 = named_prior(router, candidate, prior, cost_mode)
         cfg = router.model.settings
         kinds = router.model.settings.kinds
         assert router.model.bank is not None
@@ -459,136 +437,6 @@ class OnlineLearner:
                 self.net.add(candidate.name)
             self.priors[candidate.name] = source
         return source
-
-    def _examples(
-        self, router: LearnerHost, name: str, examples: RoutingDataset | Iterable[Mapping[str, Any]]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
-        from ..data import RoutingDataset
-
-        cost: np.ndarray | None
-        out: np.ndarray | None
-        if isinstance(examples, RoutingDataset):
-            if name not in examples.models:
-                raise DataError(f"the examples have no outcomes for {name!r}; models in them: {examples.models}")
-            ds = examples.with_models([name])
-            queries = ds.queries
-            quality = ds.matrix("quality", [name])[:, 0]
-            cost = ds.matrix("cost", [name])[:, 0]
-            out = ds.matrix("output_tokens", [name])[:, 0] if ds.has_column("output_tokens") else None
-        else:
-            records = list(examples)
-            queries, q, c, o = [], [], [], []
-            for i, rec in enumerate(records):
-                if not isinstance(rec, Mapping) or "query" not in rec or "quality" not in rec:
-                    raise DataError(f"example {i} must be a mapping with at least 'query' and 'quality'")
-                if rec.get("model", name) != name:
-                    raise DataError(f"example {i} is for model {rec.get('model')!r}, not {name!r}")
-                queries.append(str(rec["query"]))
-                q.append(rec["quality"])
-                c.append(rec.get("cost", np.nan))
-                o.append(rec.get("output_tokens", np.nan))
-            try:
-                quality = np.asarray(q, dtype=np.float64)
-                cost = np.asarray(c, dtype=np.float64)
-                out = np.asarray(o, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"example values must be numbers: {exc}") from None
-            if not np.isfinite(out).all():
-                out = None
-        if not queries:
-            return None
-        if not (np.isfinite(quality).all() and ((quality >= 0) & (quality <= 1)).all()):
-            raise DataError(f"example qualities for {name!r} must be finite and in [0, 1]")
-        if not np.isfinite(cost).all() or (cost < 0).any():
-            cost = None  # no usable recorded cost: the prior's cost prediction stays
-        emb, tokens = router.embed(queries)
-        return emb, tokens, quality, cost, out
-
-    def _prior(
-        self, router: LearnerHost, candidate: Candidate, prior: str | None, cost_mode: str
-    ) -> tuple[str, np.ndarray, np.ndarray]:
-        """(description, prior weights w₀ (dim + 2, 2), prior centre m₀ (2,)) with ŷ = m₀ + xᵀw₀.
-
-        Column 0 is quality, column 1 the cost target (log cost or log output tokens, by
-        ``cost_mode``); a donor with another cost mode lends only its quality column.
-        """
-        names = router.model.pool.names
-        dim = next(iter(router.model.predictors.values())).linear.dim
-
-        def parts(name: str) -> tuple[np.ndarray, np.ndarray]:
-            lin = router.model.predictors[name].linear
-            return lin.weights.copy(), np.array(getattr(lin, "offset", np.zeros(2)), dtype=np.float64).copy()
-
-        def neutral_cost(w0: np.ndarray, m0: np.ndarray) -> None:
-            w0[:, 1] = 0.0
-            m0[1] = self._cost_bias_guess(router, cost_mode)
-
-        if prior is None:
-            w0, m0 = np.zeros((dim, 2)), np.zeros(2)
-            neutral_cost(w0, m0)
-            return "none", w0, m0
-        if prior == "similar":
-            priced = [n for n in names if router.model.pool.get(n).input_price > 0 or router.model.pool.get(n).output_price > 0]
-            if priced and (candidate.input_price > 0 or candidate.output_price > 0):
-                def distance(n: str) -> float:
-                    other = router.model.pool.get(n)
-                    return abs(math.log1p(other.input_price) - math.log1p(candidate.input_price)) + \
-                        abs(math.log1p(other.output_price) - math.log1p(candidate.output_price))
-                prior = min(priced, key=distance)
-            else:
-                prior = "mean"  # no prices to compare: the average candidate
-        if prior == "mean":
-            all_parts = [parts(n) for n in names]
-            w0 = np.mean([w for w, _ in all_parts], axis=0)
-            m0 = np.mean([m for _, m in all_parts], axis=0)
-            same = [parts(n) for n in names if router.model.predictors[n].cost_mode == cost_mode]
-            if same:
-                w0[:, 1] = np.mean([w[:, 1] for w, _ in same], axis=0)
-                m0[1] = float(np.mean([m[1] for _, m in same]))
-            else:
-                neutral_cost(w0, m0)
-            return "mean", w0, m0
-        if prior not in router.model.pool:
-            raise UnknownCandidateError(
-                f"prior={prior!r}: expected 'similar', 'mean', None or a candidate name; candidates: {names}"
-            )
-        w0, m0 = parts(prior)
-        if router.model.predictors[prior].cost_mode != cost_mode:
-            neutral_cost(w0, m0)
-        return prior, w0, m0
-
-    def _fitted_prior(self, router: LearnerHost, ex: Any, cost_mode: str) -> tuple[str, np.ndarray, np.ndarray]:
-        """The prior fitted to the examples: a mix of the other candidates' ridges (``mixllm_router.learning.onboarding``)."""
-        from ..predictors import features
-        from ..predictors.candidate import COST_FLOOR_USD
-        from .onboarding import MIN_EXAMPLES, fitted_prior
-
-        if ex is None or len(ex[2]) < MIN_EXAMPLES:
-            raise DataError(f"prior='fitted' needs at least {MIN_EXAMPLES} examples, got {0 if ex is None else len(ex[2])}")
-        emb, tokens, quality, cost, out = ex
-        names = router.model.pool.names
-        models = {n: router.model.predictors[n] for n in names}
-        cost_t = None
-        if cost_mode == "tokens" and out is not None:
-            cost_t = np.log1p(np.maximum(out, 0.0))
-        elif cost_mode == "direct" and cost is not None:
-            cost_t = np.log(np.maximum(cost, 0.0) + COST_FLOOR_USD)
-        fit = fitted_prior(
-            {n: m.linear.weights for n, m in models.items()},
-            {n: np.asarray(getattr(m.linear, "offset", np.zeros(2)), dtype=np.float64) for n, m in models.items()},
-            [n for n, m in models.items() if m.cost_mode == cost_mode],
-            features(emb, tokens), quality, cost_t,
-            (np.zeros(next(iter(models.values())).linear.dim), self._cost_bias_guess(router, cost_mode)),
-        )
-        return "fitted", fit.w0, fit.m0
-
-    @staticmethod
-    def _cost_bias_guess(router: LearnerHost, cost_mode: str) -> float:
-        if cost_mode == "tokens":
-            return float(np.log1p(256.0))  # a typical answer length
-        direct = [float(m.linear.predict(np.zeros((1, m.linear.dim)))[0, 1])
-                  for m in router.model.predictors.values() if m.cost_mode == "direct"]
-        return float(np.mean(direct)) if direct else float(np.log(1e-3))
 
     def forget(self, name: str) -> None:
         """Drop a removed candidate's feedback head and bookkeeping (nothing else changes)."""
