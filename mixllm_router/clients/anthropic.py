@@ -17,7 +17,7 @@ SDK retries are off (``max_retries=0``); :class:`mixllm_router.clients.fallback.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -26,6 +26,7 @@ from ._errors import map_provider_error
 from ._secrets import resolve_key
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     Message,
@@ -34,8 +35,12 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    given_options,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AnthropicClient", "to_anthropic_messages", "to_anthropic_tools"]
 
@@ -147,23 +152,20 @@ class AnthropicClient(BaseChatClient):
     def _error(self, exc: BaseException) -> BaseException | None:
         return map_provider_error(exc, provider=f"anthropic:{self.model}", secrets=[self._key()])
 
-    def _request(self, messages: MessagesInput, tools, max_tokens, temperature, stop, timeout) -> dict[str, Any]:
-        self._check_tools(tools)
+    def _request(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> dict[str, Any]:
+        self._check_call(tools, options)
+        given = given_options(options)
         system, msgs = to_anthropic_messages(normalize_messages(messages))
         kwargs: dict[str, Any] = {
-            "model": self.model, "messages": msgs,
-            "max_tokens": max_tokens if max_tokens is not None else self.max_tokens_default,
+            "model": self.model, "messages": msgs, "max_tokens": given.pop("max_tokens", self.max_tokens_default),
         }
         if system is not None:
             kwargs["system"] = system
         if tools:
             kwargs["tools"] = to_anthropic_tools(tools)
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if stop:
-            kwargs["stop_sequences"] = list(stop)
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        for name, value in given.items():  # temperature, stop (the API's stop_sequences), timeout
+            kwargs["stop_sequences" if name == "stop" else name] = value
         return kwargs
 
     @staticmethod
@@ -212,10 +214,9 @@ class AnthropicClient(BaseChatClient):
                 )
             return None
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
         try:
             resp = self._client().messages.create(**kwargs)
         except Exception as exc:
@@ -226,9 +227,8 @@ class AnthropicClient(BaseChatClient):
         return self._completion(resp)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+                        **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
         try:
             resp = await self._aclient().messages.create(**kwargs)
         except Exception as exc:
@@ -238,10 +238,9 @@ class AnthropicClient(BaseChatClient):
             raise mapped from exc
         return self._completion(resp)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         state = self._StreamState()
         try:
             events = self._client().messages.create(**kwargs, stream=True)
@@ -257,9 +256,8 @@ class AnthropicClient(BaseChatClient):
             raise mapped from exc
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         state = self._StreamState()
         try:
             events = await self._aclient().messages.create(**kwargs, stream=True)

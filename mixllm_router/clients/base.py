@@ -14,11 +14,14 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, PermanentClientError
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it (annotations are strings)
+    from typing_extensions import Unpack
 
 __all__ = [
     "ToolCall",
@@ -26,6 +29,10 @@ __all__ = [
     "Message",
     "ToolSpec",
     "MessagesInput",
+    "CallOptions",
+    "CALL_OPTION_NAMES",
+    "call_options",
+    "given_options",
     "Completion",
     "CompletionChunk",
     "ChatClient",
@@ -49,6 +56,52 @@ Role = Literal["system", "user", "assistant", "tool"]
 #: An OpenAI-style function definition, ``{"type": "function", "function": {"name", "description",
 #: "parameters"}}``, passed through unchanged to clients that speak that format.
 ToolSpec = dict[str, Any]
+
+
+class CallOptions(TypedDict, total=False):
+    """The generation settings every call takes besides the messages and ``tools``, named once.
+
+    ``BaseChatClient``, every client, the :class:`ChatClient` protocol and ``FallbackCaller`` take
+    them as ``**options: Unpack[CallOptions]``. ``tools`` stays a keyword of its own: it also
+    decides which candidates may be called at all.
+    """
+
+    max_tokens: int | None
+    temperature: float | None
+    stop: Sequence[str] | None
+    timeout: float | None
+
+
+#: The keys of :class:`CallOptions`, in their order.
+CALL_OPTION_NAMES: tuple[str, ...] = tuple(CallOptions.__annotations__)
+
+
+def call_options(options: Mapping[str, Any], owner: str) -> CallOptions:
+    """``options`` checked against :class:`CallOptions`, with every key present (``None`` where
+    not given).
+
+    Why a check at run time: ``Unpack[CallOptions]`` is a type hint only, and a misspelt option
+    (``max_token=``) must fail as loudly as it did when every keyword was spelt out in each
+    signature: a ``TypeError`` naming it.
+    """
+    for name in options:
+        if name not in CALL_OPTION_NAMES:
+            raise TypeError(f"{owner} got an unexpected keyword argument {name!r} "
+                            f"(it takes tools= and {', '.join(n + '=' for n in CALL_OPTION_NAMES)})")
+    return cast(CallOptions, {name: options.get(name) for name in CALL_OPTION_NAMES})
+
+
+def given_options(options: Mapping[str, Any], *, without: Iterable[str] = ()) -> dict[str, Any]:
+    """The call options that were given, to pass on to an SDK: those not ``None`` (``stop`` only
+    when non-empty, as a list), in :data:`CALL_OPTION_NAMES` order; other keys are ignored."""
+    skip = set(without)
+    out: dict[str, Any] = {}
+    for name in CALL_OPTION_NAMES:
+        value = options.get(name)
+        if name in skip or value is None or (name == "stop" and not value):
+            continue
+        out[name] = list(value) if name == "stop" else value
+    return out
 
 
 class ToolCall(BaseModel):
@@ -300,7 +353,7 @@ class ChatClient(Protocol):
 
     Every method raises only :class:`~mixllm_router.ClientError` subclasses for provider failures
     (``TransientClientError``, ``PermanentClientError``, ``ContextLengthError``), with the
-    provider's own exception chained as ``__cause__``.
+    provider's own exception chained as ``__cause__``. ``options`` are the :class:`CallOptions`.
     """
 
     @property
@@ -308,49 +361,17 @@ class ChatClient(Protocol):
         """Whether ``tools=`` may be passed (read-only here, so wrappers may compute it)."""
         ...
 
-    def complete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion: ...
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion: ...
 
-    async def acomplete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion: ...
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        **options: Unpack[CallOptions]) -> Completion: ...
 
-    def stream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[CompletionChunk]: ...
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]: ...
 
-    def astream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[CompletionChunk]: ...
+    def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]: ...
 
 
 _DONE = object()
@@ -407,61 +428,25 @@ class BaseChatClient:
     supports_tools: bool = False
     model: str = ""
 
-    def complete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion:
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
         raise NotImplementedError
 
-    async def acomplete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion:
-        return await asyncio.to_thread(
-            self.complete, messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop,
-            timeout=timeout,
-        )
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        **options: Unpack[CallOptions]) -> Completion:
+        full = call_options(options, f"{type(self).__name__}.acomplete()")
+        return await asyncio.to_thread(self.complete, messages, tools=tools, **full)
 
-    def stream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[CompletionChunk]:
-        yield from completion_to_chunks(self.complete(
-            messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop, timeout=timeout,
-        ))
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        full = call_options(options, f"{type(self).__name__}.stream()")
+        yield from completion_to_chunks(self.complete(messages, tools=tools, **full))
 
-    async def astream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[CompletionChunk]:
-        kwargs: dict[str, Any] = {"tools": tools, "max_tokens": max_tokens, "temperature": temperature,
-                                  "stop": stop, "timeout": timeout}
+    async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        full = call_options(options, f"{type(self).__name__}.astream()")
         if type(self).stream is not BaseChatClient.stream:
-            iterator = iter(self.stream(messages, **kwargs))
+            iterator = iter(self.stream(messages, tools=tools, **full))
             try:
                 while True:
                     chunk = await asyncio.to_thread(next, iterator, _DONE)
@@ -473,7 +458,7 @@ class BaseChatClient:
                 if close is not None:
                     close()
         else:
-            for chunk in completion_to_chunks(await self.acomplete(messages, **kwargs)):
+            for chunk in completion_to_chunks(await self.acomplete(messages, tools=tools, **full)):
                 yield chunk
 
     async def aclose(self) -> None:
@@ -484,11 +469,13 @@ class BaseChatClient:
         if isinstance(sdk, SDKClients):
             await sdk.aclose_running()
 
-    def _check_tools(self, tools: Sequence[ToolSpec] | None) -> None:
+    def _check_call(self, tools: Sequence[ToolSpec] | None, options: Mapping[str, Any]) -> CallOptions:
+        """What every call checks first, stated once for all clients: tool definitions only for a
+        client that takes them, and known options only. Returns every option (``None`` where not
+        given)."""
         if tools and not self.supports_tools:
-            from .._exceptions import PermanentClientError
-
             raise PermanentClientError(f"{type(self).__name__}({self.model!r}) does not accept tool definitions")
+        return call_options(options, f"{type(self).__name__}({self.model!r})")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"

@@ -44,14 +44,17 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
 from ._attempts import DEFAULT_OUTPUT_TOKENS_GUESS as DEFAULT_OUTPUT_TOKENS_GUESS  # importable here as before
 from ._attempts import Attempt, AttemptPlan, CallResult, EndHook, Ranked, StartHook
-from .base import MessagesInput, ToolSpec
+from .base import CallOptions, MessagesInput, ToolSpec
 from .spending import SpendingGuard
 from .streams import AsyncCallStream, CallStream, astream_chunks, stream_chunks
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Attempt", "CallResult", "CallStream", "AsyncCallStream", "FallbackCaller", "SpendingGuard"]
 
@@ -134,11 +137,12 @@ class FallbackCaller:
 
     # -- the four calls: thin loops around one AttemptPlan ------------------------------------------
     def call(self, ranked: Ranked, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-             estimated_costs: Mapping[str, float] | None = None, **options: Any) -> CallResult:
-        """Call the candidates in ``ranked`` order until one answers. ``options``: ``max_tokens``,
-        ``temperature``, ``stop``, ``timeout``, passed
-        to each client as given (the client checks them). ``estimated_costs`` (USD per candidate
-        name, e.g. the router's predicted ``c_l``) feeds the spending guard."""
+             estimated_costs: Mapping[str, float] | None = None, **options: Unpack[CallOptions]) -> CallResult:
+        """Call the candidates in ``ranked`` order until one answers. ``options``
+        (:class:`~mixllm_router.clients.CallOptions`: ``max_tokens``, ``temperature``, ``stop``,
+        ``timeout``) reach each client as given: the client checks them, so a client of one's own
+        may take more. ``estimated_costs`` (USD per candidate name, e.g. the router's predicted
+        ``c_l``) feeds the spending guard."""
         plan = AttemptPlan(self, ranked, messages, tools, options, estimated_costs)
         while (pick := plan.next_attempt()) is not None:
             _, client = pick
@@ -153,7 +157,7 @@ class FallbackCaller:
         raise plan.exhausted()
 
     async def acall(self, ranked: Ranked, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                    estimated_costs: Mapping[str, float] | None = None, **options: Any) -> CallResult:
+                    estimated_costs: Mapping[str, float] | None = None, **options: Unpack[CallOptions]) -> CallResult:
         """Async :meth:`call` (``client.acomplete``; waits with ``asleep``)."""
         plan = AttemptPlan(self, ranked, messages, tools, options, estimated_costs)
         while (pick := plan.next_attempt()) is not None:
@@ -169,7 +173,7 @@ class FallbackCaller:
         raise plan.exhausted()
 
     def stream(self, ranked: Ranked, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-               estimated_costs: Mapping[str, float] | None = None, **options: Any) -> CallStream:
+               estimated_costs: Mapping[str, float] | None = None, **options: Unpack[CallOptions]) -> CallStream:
         """Stream from the first candidate that produces a first token. Iterate the returned
         :class:`CallStream`; its ``result`` holds the :class:`CallResult` at the end."""
         plan = AttemptPlan(self, ranked, messages, tools, options, estimated_costs)
@@ -177,7 +181,7 @@ class FallbackCaller:
 
     def astream(self, ranked: Ranked, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                 estimated_costs: Mapping[str, float] | None = None,
-                **options: Any) -> AsyncCallStream:
+                **options: Unpack[CallOptions]) -> AsyncCallStream:
         """Async :meth:`stream`: ``async for chunk in caller.astream(...)``."""
         plan = AttemptPlan(self, ranked, messages, tools, options, estimated_costs)
         return AsyncCallStream(lambda holder: astream_chunks(plan, holder, options))

@@ -10,7 +10,7 @@ quickly for the next best one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -19,6 +19,7 @@ from ._errors import map_provider_error
 from ._secrets import resolve_key
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     MessagesInput,
@@ -27,9 +28,13 @@ from .base import (
     ToolCallDelta,
     ToolSpec,
     _decode_arguments,
+    given_options,
     normalize_messages,
     to_openai_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["OpenAIClient"]
 
@@ -98,19 +103,13 @@ class OpenAIClient(BaseChatClient):
         return map_provider_error(exc, provider=f"openai:{self.model}", secrets=[self._key()])
 
     # -- request / response --------------------------------------------------------------------
-    def _request(self, messages: MessagesInput, tools, max_tokens, temperature, stop, timeout) -> dict[str, Any]:
-        self._check_tools(tools)
+    def _request(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> dict[str, Any]:
+        self._check_call(tools, options)
         kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(normalize_messages(messages))}
         if tools:
             kwargs["tools"] = list(tools)
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if stop:
-            kwargs["stop"] = list(stop)
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        kwargs.update(given_options(options))  # max_tokens, temperature, stop, timeout: as named here
         if self.extra_body:
             kwargs["extra_body"] = dict(self.extra_body)
         return kwargs
@@ -159,10 +158,9 @@ class OpenAIClient(BaseChatClient):
         return chunk
 
     # -- the four calls ------------------------------------------------------------------------
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
         try:
             resp = self._client().chat.completions.create(**kwargs)
         except Exception as exc:
@@ -173,9 +171,8 @@ class OpenAIClient(BaseChatClient):
         return self._completion(resp)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+                        **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
         try:
             resp = await self._aclient().chat.completions.create(**kwargs)
         except Exception as exc:
@@ -185,10 +182,9 @@ class OpenAIClient(BaseChatClient):
             raise mapped from exc
         return self._completion(resp)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         try:
             events = self._client().chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
@@ -203,9 +199,8 @@ class OpenAIClient(BaseChatClient):
             raise mapped from exc
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         try:
             events = await self._aclient().chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
