@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, cast, runtime_checkable
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._exceptions import ConfigError, PermanentClientError
+from ._options import CALL_OPTION_NAMES, CallOptions, call_options, given_options
 
 if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it (annotations are strings)
     from typing_extensions import Unpack
@@ -56,52 +57,6 @@ Role = Literal["system", "user", "assistant", "tool"]
 #: An OpenAI-style function definition, ``{"type": "function", "function": {"name", "description",
 #: "parameters"}}``, passed through unchanged to clients that speak that format.
 ToolSpec = dict[str, Any]
-
-
-class CallOptions(TypedDict, total=False):
-    """The generation settings every call takes besides the messages and ``tools``, named once.
-
-    ``BaseChatClient``, every client, the :class:`ChatClient` protocol and ``FallbackCaller`` take
-    them as ``**options: Unpack[CallOptions]``. ``tools`` stays a keyword of its own: it also
-    decides which candidates may be called at all.
-    """
-
-    max_tokens: int | None
-    temperature: float | None
-    stop: Sequence[str] | None
-    timeout: float | None
-
-
-#: The keys of :class:`CallOptions`, in their order.
-CALL_OPTION_NAMES: tuple[str, ...] = tuple(CallOptions.__annotations__)
-
-
-def call_options(options: Mapping[str, Any], owner: str) -> CallOptions:
-    """``options`` checked against :class:`CallOptions`, with every key present (``None`` where
-    not given).
-
-    Why a check at run time: ``Unpack[CallOptions]`` is a type hint only, and a misspelt option
-    (``max_token=``) must fail as loudly as it did when every keyword was spelt out in each
-    signature: a ``TypeError`` naming it.
-    """
-    for name in options:
-        if name not in CALL_OPTION_NAMES:
-            raise TypeError(f"{owner} got an unexpected keyword argument {name!r} "
-                            f"(it takes tools= and {', '.join(n + '=' for n in CALL_OPTION_NAMES)})")
-    return cast(CallOptions, {name: options.get(name) for name in CALL_OPTION_NAMES})
-
-
-def given_options(options: Mapping[str, Any], *, without: Iterable[str] = ()) -> dict[str, Any]:
-    """The call options that were given, to pass on to an SDK: those not ``None`` (``stop`` only
-    when non-empty, as a list), in :data:`CALL_OPTION_NAMES` order; other keys are ignored."""
-    skip = set(without)
-    out: dict[str, Any] = {}
-    for name in CALL_OPTION_NAMES:
-        value = options.get(name)
-        if name in skip or value is None or (name == "stop" and not value):
-            continue
-        out[name] = list(value) if name == "stop" else value
-    return out
 
 
 class ToolCall(BaseModel):
@@ -377,44 +332,6 @@ class ChatClient(Protocol):
 _DONE = object()
 
 
-class SDKClients:
-    """The provider SDK's client objects behind one of our clients, made on first use: one for
-    sync calls, and one per event loop for async calls (an SDK's async connection pool is bound to
-    the loop it was made in, and a client may be used from several loops, e.g. under pytest).
-
-    ``factory(asynchronous)`` builds one.
-    """
-
-    def __init__(self, factory: Callable[[bool], Any]) -> None:
-        import weakref
-
-        self._factory = factory
-        self._sync: Any = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-    def sync(self) -> Any:
-        if self._sync is None:
-            self._sync = self._factory(False)
-        return self._sync
-
-    def for_running_loop(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = self._async[loop] = self._factory(True)
-        return client
-
-    async def aclose_running(self) -> None:
-        """Close the async SDK client of the running loop, if one was made (before the loop ends:
-        one closed by the garbage collector after its loop logs "Event loop is closed")."""
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        close = getattr(client, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
-
-
 class BaseChatClient:
     """Base class: implement :meth:`complete`; the other three methods are derived.
 
@@ -464,10 +381,7 @@ class BaseChatClient:
     async def aclose(self) -> None:
         """Release what this client holds for the running event loop (the SDK's async connection
         pool); a later async call makes a new one. Call it before a loop you ran ends
-        (``asyncio.run``); a no-op for clients without one."""
-        sdk = getattr(self, "_sdk", None)
-        if isinstance(sdk, SDKClients):
-            await sdk.aclose_running()
+        (``asyncio.run``); a no-op for clients without one (the SDK clients override it)."""
 
     def _check_call(self, tools: Sequence[ToolSpec] | None, options: Mapping[str, Any]) -> CallOptions:
         """What every call checks first, stated once for all clients: tool definitions only for a

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
+from ._errors import map_provider_error, raising_ours
 from .base import (
     BaseChatClient,
     CallOptions,
@@ -123,51 +123,31 @@ class LangChainClient(BaseChatClient):
     def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                  **options: Unpack[CallOptions]) -> Completion:
         runnable, lc, kwargs = self._prepare(messages, tools, options)
-        try:
+        with raising_ours(self._map):
             msg = runnable.invoke(lc, **kwargs)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(msg)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                         **options: Unpack[CallOptions]) -> Completion:
         runnable, lc, kwargs = self._prepare(messages, tools, options)
-        try:
+        with raising_ours(self._map):
             msg = await runnable.ainvoke(lc, **kwargs)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(msg)
 
     def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
         runnable, lc, kwargs = self._prepare(messages, tools, options)
         totals: dict[str, int] = {}
-        try:
+        with raising_ours(self._map):
             for msg in runnable.stream(lc, **kwargs):
                 yield self._chunk(msg, totals)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         yield CompletionChunk(input_tokens=totals.get("input_tokens"), output_tokens=totals.get("output_tokens"))
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                       **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
         runnable, lc, kwargs = self._prepare(messages, tools, options)
         totals: dict[str, int] = {}
-        try:
+        with raising_ours(self._map):
             async for msg in runnable.astream(lc, **kwargs):
                 yield self._chunk(msg, totals)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         yield CompletionChunk(input_tokens=totals.get("input_tokens"), output_tokens=totals.get("output_tokens"))

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
+from ._errors import map_provider_error, raising_ours
 from .base import (
     BaseChatClient,
     CallOptions,
@@ -98,40 +98,25 @@ class LlamaIndexClient(BaseChatClient):
     def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                  **options: Unpack[CallOptions]) -> Completion:
         chat, kwargs = self._prepare(messages, tools, options)
-        try:
+        with raising_ours(self._map):
             response = self.llm.chat(chat, **kwargs)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(response)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                         **options: Unpack[CallOptions]) -> Completion:
         chat, kwargs = self._prepare(messages, tools, options)
-        try:
+        with raising_ours(self._map):
             response = await self.llm.achat(chat, **kwargs)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(response)
 
     def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
                **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
         chat, kwargs = self._prepare(messages, tools, options)
         last = None
-        try:
+        with raising_ours(self._map):
             for response in self.llm.stream_chat(chat, **kwargs):
                 last = response
                 yield CompletionChunk(text=response.delta or "", model=self.model)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         tin, tout = _usage(last) if last is not None else (None, None)
         yield CompletionChunk(input_tokens=tin, output_tokens=tout)
 
@@ -139,14 +124,9 @@ class LlamaIndexClient(BaseChatClient):
                       **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
         chat, kwargs = self._prepare(messages, tools, options)
         last = None
-        try:
+        with raising_ours(self._map):
             async for response in await self.llm.astream_chat(chat, **kwargs):
                 last = response
                 yield CompletionChunk(text=response.delta or "", model=self.model)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         tin, tout = _usage(last) if last is not None else (None, None)
         yield CompletionChunk(input_tokens=tin, output_tokens=tout)
