@@ -26,7 +26,6 @@ see the ``ChatMixLLM`` run alone, so no token is counted twice.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import uuid
@@ -57,7 +56,8 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_mixllm._calling import CandidateCall, observes
 from mixllm_router import ClientError, ConfigError, MixLLMRouter, RoutingDecision
-from mixllm_router.clients.base import CompletionChunk
+from mixllm_router._integration import checkpoint_field, lazy_router, router_field, state_field
+from mixllm_router.clients.base import ChatClient, CompletionChunk
 from mixllm_router.clients.fallback import CallResult, FallbackCaller
 
 if TYPE_CHECKING:
@@ -116,6 +116,15 @@ def _errors(result: CallResult) -> dict[str, BaseException]:
     return {a.candidate: a.error for a in result.attempts if a.error is not None}
 
 
+def _client_for(name: str, chat_model: BaseChatModel) -> ChatClient:
+    """The router's client for a candidate: the mixllm client a ``ClientChatModel`` wraps, else
+    the LangChain model itself through ``LangChainClient``."""
+    from mixllm_router.clients import LangChainClient
+
+    inner = getattr(chat_model, "client", None) if type(chat_model).__name__ == "ClientChatModel" else None
+    return inner if inner is not None else LangChainClient(chat_model, model_name=name)
+
+
 def _serves_tools(model: BaseChatModel | None) -> bool:
     """Whether a candidate's chat model takes tools: it implements ``bind_tools`` (and, for a
     wrapped mixllm client, the client supports tools)."""
@@ -151,16 +160,9 @@ class ChatMixLLM(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    router: Any = Field(default=None, exclude=True, description="A fitted MixLLMRouter (else checkpoint_path).")
-    checkpoint_path: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_CHECKPOINT") or None,
-        description="Router checkpoint folder; default: $MIXLLM_CHECKPOINT. Loaded on first use.",
-    )
-    state: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_STATE") or None,
-        description="Share load, feedback and model versions between workers: redis://host:port/db "
-        "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
-    )
+    router: Any = router_field()
+    checkpoint_path: str | None = checkpoint_field()
+    state: str | None = state_field()
     candidates: dict[str, BaseChatModel] = Field(
         default_factory=dict,
         description="Candidate name -> the LangChain chat model that serves it (or a mixllm ChatClient, "
@@ -271,19 +273,7 @@ class ChatMixLLM(BaseChatModel):
     @property
     def router_(self) -> MixLLMRouter:
         """The router, loaded (and given the candidates' clients) on first use."""
-        with self._lock:
-            if self._router is None:
-                self._router = self._build_router()
-            return self._router
-
-    def _build_router(self) -> MixLLMRouter:
-        from mixllm_router.clients import LangChainClient
-
-        router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="ChatMixLLM")
-        for name, chat_model in self.candidates.items():
-            inner = getattr(chat_model, "client", None) if type(chat_model).__name__ == "ClientChatModel" else None
-            router.set_client(name, inner if inner is not None else LangChainClient(chat_model, model_name=name))
-        return router
+        return lazy_router(self, "ChatMixLLM", _client_for)
 
     def _chat_model(self, name: str) -> BaseChatModel | None:
         """The LangChain model serving candidate ``name``: given here, or attached to the router."""
