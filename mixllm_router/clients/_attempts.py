@@ -105,18 +105,36 @@ class RetrySettings(Protocol):
     """What a plan reads from its caller (:class:`~mixllm_router.clients.fallback.FallbackCaller`):
     the retry settings, the shared cooldown table, the spending guard, the hooks and the clock.
 
-    A protocol, not the class, so that this core does not import the caller built on it.
+    A protocol, not the class, so that this core does not import the caller built on it; its
+    members are read-only here (properties), which the caller's dataclass fields satisfy.
     """
 
-    max_attempts_per_candidate: int
-    backoff_max_s: float
-    cooldown_s: float
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    asleep: Callable[[float], Awaitable[None]]
-    guard: SpendingGuard | None
-    on_start: StartHook | None
-    on_end: EndHook | None
+    @property
+    def max_attempts_per_candidate(self) -> int: ...
+
+    @property
+    def backoff_max_s(self) -> float: ...
+
+    @property
+    def cooldown_s(self) -> float: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def sleep(self) -> Callable[[float], None]: ...
+
+    @property
+    def asleep(self) -> Callable[[float], Awaitable[None]]: ...
+
+    @property
+    def guard(self) -> SpendingGuard | None: ...
+
+    @property
+    def on_start(self) -> StartHook | None: ...
+
+    @property
+    def on_end(self) -> EndHook | None: ...
 
     def in_cooldown(self, name: str) -> bool: ...
 
