@@ -7,6 +7,7 @@ Importing this package imports no SDK: each client imports its SDK when it is fi
 from .anthropic import AnthropicClient
 from .base import (
     BaseChatClient,
+    CallOptions,
     ChatClient,
     Completion,
     CompletionChunk,
@@ -28,6 +29,7 @@ from .replay import ReplayClient
 __all__ = [
     "AnthropicClient",
     "BaseChatClient",
+    "CallOptions",
     "CallableClient",
     "ChatClient",
     "Completion",

@@ -14,15 +14,16 @@ an API key blanked out (OpenAI echoes a masked key on 401), so no secret reaches
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._exceptions import ClientError, ContextLengthError, PermanentClientError, TransientClientError
 
-__all__ = ["map_provider_error", "redact"]
+__all__ = ["map_provider_error", "raising_ours", "redact"]
 
 _CONTEXT_RE = re.compile(
     r"context[ _-]?(length|window)|too many tokens|prompt is too long|maximum context|"
@@ -122,3 +123,22 @@ def map_provider_error(
     if names & _HTTPX_TRANSIENT and type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore"}:
         return TransientClientError(f"{provider}: transport error: {redact(str(exc), secrets)}", candidate=candidate)
     return None
+
+
+@contextlib.contextmanager
+def raising_ours(to_ours: Callable[[BaseException], BaseException | None]) -> Iterator[None]:
+    """Around a provider call (or a whole stream): an exception escaping the block is raised as
+    ``to_ours(exc)``, with the provider's exception chained as ``__cause__``; one ``to_ours``
+    leaves alone (``None``, or ``exc`` itself) propagates unchanged.
+
+    Why a context manager: every client wraps each of its four calls this way, and inside a
+    generator it covers the chunks as they are read, while ``GeneratorExit`` (a consumer that
+    stops early) is no ``Exception`` and passes through.
+    """
+    try:
+        yield
+    except Exception as exc:
+        mapped = to_ours(exc)
+        if mapped is None or mapped is exc:
+            raise
+        raise mapped from exc

@@ -17,25 +17,28 @@ SDK retries are off (``max_retries=0``); :class:`mixllm_router.clients.fallback.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
-from ._secrets import resolve_key
+from ._errors import raising_ours
+from ._sdk import SDKChatClient
 from .base import (
-    BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     Message,
     MessagesInput,
-    SDKClients,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    given_options,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AnthropicClient", "to_anthropic_messages", "to_anthropic_tools"]
 
@@ -89,11 +92,12 @@ def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str | None, list
     return ("\n\n".join(system) if system else None), out
 
 
-class AnthropicClient(BaseChatClient):
+class AnthropicClient(SDKChatClient):
     """Call ``model`` through ``anthropic.Anthropic().messages``; ``api_key`` defaults to
     ``$ANTHROPIC_API_KEY``. ``http_client`` / ``async_http_client`` are ``httpx2`` clients."""
 
     supports_tools = True
+    _provider = "anthropic"
 
     def __init__(
         self,
@@ -111,59 +115,31 @@ class AnthropicClient(BaseChatClient):
         if max_tokens_default <= 0:
             raise ConfigError("max_tokens_default must be positive")
         self.model = model
-        self.base_url = base_url
-        self.timeout = float(timeout)
         self.max_tokens_default = int(max_tokens_default)
-        self._api_key = resolve_key(api_key, "ANTHROPIC_API_KEY")
+        self._connect(api_key=api_key, key_env="ANTHROPIC_API_KEY", base_url=base_url, http_client=http_client,
+                      async_http_client=async_http_client, timeout=timeout)
         if self._api_key is None:
             raise ConfigError("AnthropicClient needs api_key= or $ANTHROPIC_API_KEY")
-        self._http_client = http_client
-        self._async_http_client = async_http_client
-        self._sdk = SDKClients(self._new_sdk_client)
 
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"AnthropicClient(model={self.model!r}{where})"
-
-    def _key(self) -> str:
-        assert self._api_key is not None
-        return self._api_key.get_secret_value()
-
-    def _new_sdk_client(self, asynchronous: bool) -> Any:
+    def _sdk_classes(self) -> tuple[Any, Any]:
         import anthropic
 
-        cls = anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic
-        return cls(
-            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-            http_client=self._async_http_client if asynchronous else self._http_client,
-        )
+        return anthropic.Anthropic, anthropic.AsyncAnthropic
 
-    def _client(self) -> Any:
-        return self._sdk.sync()
-
-    def _aclient(self) -> Any:
-        return self._sdk.for_running_loop()
-
-    def _error(self, exc: BaseException) -> BaseException | None:
-        return map_provider_error(exc, provider=f"anthropic:{self.model}", secrets=[self._key()])
-
-    def _request(self, messages: MessagesInput, tools, max_tokens, temperature, stop, timeout) -> dict[str, Any]:
-        self._check_tools(tools)
+    def _request(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> dict[str, Any]:
+        self._check_call(tools, options)
+        given = given_options(options)
         system, msgs = to_anthropic_messages(normalize_messages(messages))
         kwargs: dict[str, Any] = {
-            "model": self.model, "messages": msgs,
-            "max_tokens": max_tokens if max_tokens is not None else self.max_tokens_default,
+            "model": self.model, "messages": msgs, "max_tokens": given.pop("max_tokens", self.max_tokens_default),
         }
         if system is not None:
             kwargs["system"] = system
         if tools:
             kwargs["tools"] = to_anthropic_tools(tools)
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if stop:
-            kwargs["stop_sequences"] = list(stop)
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        for name, value in given.items():  # temperature, stop (the API's stop_sequences), timeout
+            kwargs["stop_sequences" if name == "stop" else name] = value
         return kwargs
 
     @staticmethod
@@ -212,64 +188,40 @@ class AnthropicClient(BaseChatClient):
                 )
             return None
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             resp = self._client().messages.create(**kwargs)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(resp)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+                        **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             resp = await self._aclient().messages.create(**kwargs)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(resp)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         state = self._StreamState()
-        try:
+        with raising_ours(self._error):
             events = self._client().messages.create(**kwargs, stream=True)
             with events:
                 for event in events:
                     chunk = state.chunk(event)
                     if chunk is not None:
                         yield chunk
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
         state = self._StreamState()
-        try:
+        with raising_ours(self._error):
             events = await self._aclient().messages.create(**kwargs, stream=True)
             async with events:
                 async for event in events:
                     chunk = state.chunk(event)
                     if chunk is not None:
                         yield chunk
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc

@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, PermanentClientError
+from ._options import CALL_OPTION_NAMES, CallOptions, call_options, given_options
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it (annotations are strings)
+    from typing_extensions import Unpack
 
 __all__ = [
     "ToolCall",
@@ -26,6 +30,10 @@ __all__ = [
     "Message",
     "ToolSpec",
     "MessagesInput",
+    "CallOptions",
+    "CALL_OPTION_NAMES",
+    "call_options",
+    "given_options",
     "Completion",
     "CompletionChunk",
     "ChatClient",
@@ -300,7 +308,7 @@ class ChatClient(Protocol):
 
     Every method raises only :class:`~mixllm_router.ClientError` subclasses for provider failures
     (``TransientClientError``, ``PermanentClientError``, ``ContextLengthError``), with the
-    provider's own exception chained as ``__cause__``.
+    provider's own exception chained as ``__cause__``. ``options`` are the :class:`CallOptions`.
     """
 
     @property
@@ -308,90 +316,20 @@ class ChatClient(Protocol):
         """Whether ``tools=`` may be passed (read-only here, so wrappers may compute it)."""
         ...
 
-    def complete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion: ...
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion: ...
 
-    async def acomplete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion: ...
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        **options: Unpack[CallOptions]) -> Completion: ...
 
-    def stream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[CompletionChunk]: ...
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]: ...
 
-    def astream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[CompletionChunk]: ...
+    def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]: ...
 
 
 _DONE = object()
-
-
-class SDKClients:
-    """The provider SDK's client objects behind one of our clients, made on first use: one for
-    sync calls, and one per event loop for async calls (an SDK's async connection pool is bound to
-    the loop it was made in, and a client may be used from several loops, e.g. under pytest).
-
-    ``factory(asynchronous)`` builds one.
-    """
-
-    def __init__(self, factory: Callable[[bool], Any]) -> None:
-        import weakref
-
-        self._factory = factory
-        self._sync: Any = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-    def sync(self) -> Any:
-        if self._sync is None:
-            self._sync = self._factory(False)
-        return self._sync
-
-    def for_running_loop(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = self._async[loop] = self._factory(True)
-        return client
-
-    async def aclose_running(self) -> None:
-        """Close the async SDK client of the running loop, if one was made (before the loop ends:
-        one closed by the garbage collector after its loop logs "Event loop is closed")."""
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        close = getattr(client, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
 
 
 class BaseChatClient:
@@ -407,61 +345,25 @@ class BaseChatClient:
     supports_tools: bool = False
     model: str = ""
 
-    def complete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion:
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
         raise NotImplementedError
 
-    async def acomplete(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Completion:
-        return await asyncio.to_thread(
-            self.complete, messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop,
-            timeout=timeout,
-        )
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        **options: Unpack[CallOptions]) -> Completion:
+        full = call_options(options, f"{type(self).__name__}.acomplete()")
+        return await asyncio.to_thread(self.complete, messages, tools=tools, **full)
 
-    def stream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[CompletionChunk]:
-        yield from completion_to_chunks(self.complete(
-            messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop, timeout=timeout,
-        ))
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        full = call_options(options, f"{type(self).__name__}.stream()")
+        yield from completion_to_chunks(self.complete(messages, tools=tools, **full))
 
-    async def astream(
-        self,
-        messages: MessagesInput,
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[CompletionChunk]:
-        kwargs: dict[str, Any] = {"tools": tools, "max_tokens": max_tokens, "temperature": temperature,
-                                  "stop": stop, "timeout": timeout}
+    async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        full = call_options(options, f"{type(self).__name__}.astream()")
         if type(self).stream is not BaseChatClient.stream:
-            iterator = iter(self.stream(messages, **kwargs))
+            iterator = iter(self.stream(messages, tools=tools, **full))
             try:
                 while True:
                     chunk = await asyncio.to_thread(next, iterator, _DONE)
@@ -473,22 +375,21 @@ class BaseChatClient:
                 if close is not None:
                     close()
         else:
-            for chunk in completion_to_chunks(await self.acomplete(messages, **kwargs)):
+            for chunk in completion_to_chunks(await self.acomplete(messages, tools=tools, **full)):
                 yield chunk
 
     async def aclose(self) -> None:
         """Release what this client holds for the running event loop (the SDK's async connection
         pool); a later async call makes a new one. Call it before a loop you ran ends
-        (``asyncio.run``); a no-op for clients without one."""
-        sdk = getattr(self, "_sdk", None)
-        if isinstance(sdk, SDKClients):
-            await sdk.aclose_running()
+        (``asyncio.run``); a no-op for clients without one (the SDK clients override it)."""
 
-    def _check_tools(self, tools: Sequence[ToolSpec] | None) -> None:
+    def _check_call(self, tools: Sequence[ToolSpec] | None, options: Mapping[str, Any]) -> CallOptions:
+        """What every call checks first, stated once for all clients: tool definitions only for a
+        client that takes them, and known options only. Returns every option (``None`` where not
+        given)."""
         if tools and not self.supports_tools:
-            from .._exceptions import PermanentClientError
-
             raise PermanentClientError(f"{type(self).__name__}({self.model!r}) does not accept tool definitions")
+        return call_options(options, f"{type(self).__name__}({self.model!r})")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
-from .base import BaseChatClient, Completion, MessagesInput, ToolSpec, normalize_messages
+from .base import BaseChatClient, CallOptions, Completion, MessagesInput, ToolSpec, normalize_messages
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CallableClient"]
 
@@ -35,14 +38,15 @@ class CallableClient(BaseChatClient):
             return Completion(text=value, model=self.model)
         raise ConfigError(f"{self.model!r} returned {type(value).__name__}; expected str or Completion")
 
-    def _args(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None) -> tuple[Any, dict[str, Any]]:
-        self._check_tools(tools)
+    def _args(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+              options: CallOptions) -> tuple[Any, dict[str, Any]]:
+        """(messages, keyword arguments) for ``fn``: it gets the tools, never the options."""
+        self._check_call(tools, options)
         return normalize_messages(messages), ({"tools": list(tools)} if tools else {})
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        msgs, kw = self._args(messages, tools)
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        msgs, kw = self._args(messages, tools, options)
         if self._is_async:
             try:
                 asyncio.get_running_loop()
@@ -52,9 +56,8 @@ class CallableClient(BaseChatClient):
         return self._wrap(self.fn(msgs, **kw))
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        msgs, kw = self._args(messages, tools)
+                        **options: Unpack[CallOptions]) -> Completion:
+        msgs, kw = self._args(messages, tools, options)
         if self._is_async:
             return self._wrap(await self.fn(msgs, **kw))
         return self._wrap(await asyncio.to_thread(self.fn, msgs, **kw))

@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import PermanentClientError
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     Message,
@@ -29,6 +30,9 @@ from .base import (
     messages_text,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["FakeClient"]
 
@@ -78,6 +82,16 @@ class FakeClient(BaseChatClient):
             item = item(msgs)
         return item
 
+    def _start(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+               options: CallOptions) -> tuple[list[Message], Any]:
+        """What every call does first: check and record it, take the next item, wait ``latency_s``."""
+        given = self._check_call(tools, options)
+        msgs = normalize_messages(messages)
+        item = self._take(msgs, {"tools": tools, **given})
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return msgs, item
+
     def _completion(self, text: str, msgs: list[Message]) -> Completion:
         if not self.report_usage:
             return Completion(text=text, model=self.model, finish_reason="stop")
@@ -89,14 +103,9 @@ class FakeClient(BaseChatClient):
         if isinstance(item, BaseException) or (isinstance(item, type) and issubclass(item, BaseException)):
             raise item
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        self._check_tools(tools)
-        msgs = normalize_messages(messages)
-        item = self._take(msgs, {"tools": tools, "max_tokens": max_tokens, "temperature": temperature, "stop": stop})
-        if self.latency_s:
-            time.sleep(self.latency_s)
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        msgs, item = self._start(messages, tools, options)
         self._raise_if_error(item)
         if isinstance(item, Completion):
             return item.model_copy()
@@ -106,14 +115,9 @@ class FakeClient(BaseChatClient):
             return self._completion("".join(item), msgs)
         return self._completion(str(item), msgs)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        self._check_tools(tools)
-        msgs = normalize_messages(messages)
-        item = self._take(msgs, {"tools": tools, "max_tokens": max_tokens, "temperature": temperature, "stop": stop})
-        if self.latency_s:
-            time.sleep(self.latency_s)
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        msgs, item = self._start(messages, tools, options)
         self._raise_if_error(item)
         if isinstance(item, Completion):
             yield CompletionChunk(text=item.text, input_tokens=item.input_tokens, output_tokens=item.output_tokens,

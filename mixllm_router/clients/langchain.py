@@ -9,12 +9,13 @@ httpx transport errors) are mapped to our tree; anything else propagates unchang
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
+from ._errors import map_provider_error, raising_ours
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     Message,
@@ -22,8 +23,12 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    given_options,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["LangChainClient", "to_langchain_messages"]
 
@@ -74,20 +79,13 @@ class LangChainClient(BaseChatClient):
         )
         self.supports_tools = type(chat_model).bind_tools is not BaseChatModel.bind_tools
 
-    def _runnable(self, tools: Sequence[ToolSpec] | None) -> Any:
-        self._check_tools(tools)
-        return self.chat_model.bind_tools(list(tools)) if tools else self.chat_model
-
-    @staticmethod
-    def _kwargs(max_tokens: int | None, temperature: float | None, stop: Sequence[str] | None) -> dict[str, Any]:
-        kw: dict[str, Any] = {}
-        if stop:
-            kw["stop"] = list(stop)
-        if max_tokens is not None:
-            kw["max_tokens"] = max_tokens
-        if temperature is not None:
-            kw["temperature"] = temperature
-        return kw
+    def _prepare(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> tuple[Any, list[Any], dict[str, Any]]:
+        """(the model, tools bound; the LangChain messages; the options it is given). ``timeout``
+        is not passed: a LangChain model takes it at construction."""
+        self._check_call(tools, options)
+        runnable = self.chat_model.bind_tools(list(tools)) if tools else self.chat_model
+        return runnable, to_langchain_messages(normalize_messages(messages)), given_options(options, without=["timeout"])
 
     def _map(self, exc: BaseException) -> BaseException | None:
         return map_provider_error(exc, provider=f"langchain:{self.model}")
@@ -122,62 +120,34 @@ class LangChainClient(BaseChatClient):
             model=meta.get("model_name"),
         )
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        runnable = self._runnable(tools)
-        lc = to_langchain_messages(normalize_messages(messages))
-        try:
-            msg = runnable.invoke(lc, **self._kwargs(max_tokens, temperature, stop))
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        runnable, lc, kwargs = self._prepare(messages, tools, options)
+        with raising_ours(self._map):
+            msg = runnable.invoke(lc, **kwargs)
         return self._completion(msg)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        runnable = self._runnable(tools)
-        lc = to_langchain_messages(normalize_messages(messages))
-        try:
-            msg = await runnable.ainvoke(lc, **self._kwargs(max_tokens, temperature, stop))
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
+                        **options: Unpack[CallOptions]) -> Completion:
+        runnable, lc, kwargs = self._prepare(messages, tools, options)
+        with raising_ours(self._map):
+            msg = await runnable.ainvoke(lc, **kwargs)
         return self._completion(msg)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        runnable = self._runnable(tools)
-        lc = to_langchain_messages(normalize_messages(messages))
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        runnable, lc, kwargs = self._prepare(messages, tools, options)
         totals: dict[str, int] = {}
-        try:
-            for msg in runnable.stream(lc, **self._kwargs(max_tokens, temperature, stop)):
+        with raising_ours(self._map):
+            for msg in runnable.stream(lc, **kwargs):
                 yield self._chunk(msg, totals)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         yield CompletionChunk(input_tokens=totals.get("input_tokens"), output_tokens=totals.get("output_tokens"))
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        runnable = self._runnable(tools)
-        lc = to_langchain_messages(normalize_messages(messages))
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        runnable, lc, kwargs = self._prepare(messages, tools, options)
         totals: dict[str, int] = {}
-        try:
-            async for msg in runnable.astream(lc, **self._kwargs(max_tokens, temperature, stop)):
+        with raising_ours(self._map):
+            async for msg in runnable.astream(lc, **kwargs):
                 yield self._chunk(msg, totals)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         yield CompletionChunk(input_tokens=totals.get("input_tokens"), output_tokens=totals.get("output_tokens"))

@@ -11,19 +11,24 @@ Tool definitions are not passed (LlamaIndex tools are ``BaseTool`` objects, not 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
+from ._errors import map_provider_error, raising_ours
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     Message,
     MessagesInput,
     ToolSpec,
+    given_options,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["LlamaIndexClient", "to_llamaindex_messages"]
 
@@ -76,17 +81,12 @@ class LlamaIndexClient(BaseChatClient):
     def _map(self, exc: BaseException) -> BaseException | None:
         return map_provider_error(exc, provider=f"llamaindex:{self.model}")
 
-    @staticmethod
-    def _kwargs(max_tokens: int | None, temperature: float | None, stop: Sequence[str] | None) -> dict[str, Any]:
-        # LlamaIndex LLMs take generation settings at construction; only pass what was asked for.
-        kw: dict[str, Any] = {}
-        if max_tokens is not None:
-            kw["max_tokens"] = max_tokens
-        if temperature is not None:
-            kw["temperature"] = temperature
-        if stop:
-            kw["stop"] = list(stop)
-        return kw
+    def _prepare(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> tuple[list[Any], dict[str, Any]]:
+        """(the LlamaIndex messages, the options the LLM is given). LlamaIndex LLMs take generation
+        settings at construction: only what was asked for is passed, and never ``timeout``."""
+        self._check_call(tools, options)
+        return to_llamaindex_messages(normalize_messages(messages)), given_options(options, without=["timeout"])
 
     def _completion(self, response: Any) -> Completion:
         tin, tout = _usage(response)
@@ -95,66 +95,38 @@ class LlamaIndexClient(BaseChatClient):
             model=self.model, raw=response,
         )
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        self._check_tools(tools)
-        chat = to_llamaindex_messages(normalize_messages(messages))
-        try:
-            response = self.llm.chat(chat, **self._kwargs(max_tokens, temperature, stop))
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        chat, kwargs = self._prepare(messages, tools, options)
+        with raising_ours(self._map):
+            response = self.llm.chat(chat, **kwargs)
         return self._completion(response)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        self._check_tools(tools)
-        chat = to_llamaindex_messages(normalize_messages(messages))
-        try:
-            response = await self.llm.achat(chat, **self._kwargs(max_tokens, temperature, stop))
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
+                        **options: Unpack[CallOptions]) -> Completion:
+        chat, kwargs = self._prepare(messages, tools, options)
+        with raising_ours(self._map):
+            response = await self.llm.achat(chat, **kwargs)
         return self._completion(response)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        self._check_tools(tools)
-        chat = to_llamaindex_messages(normalize_messages(messages))
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        chat, kwargs = self._prepare(messages, tools, options)
         last = None
-        try:
-            for response in self.llm.stream_chat(chat, **self._kwargs(max_tokens, temperature, stop)):
+        with raising_ours(self._map):
+            for response in self.llm.stream_chat(chat, **kwargs):
                 last = response
                 yield CompletionChunk(text=response.delta or "", model=self.model)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         tin, tout = _usage(last) if last is not None else (None, None)
         yield CompletionChunk(input_tokens=tin, output_tokens=tout)
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        self._check_tools(tools)
-        chat = to_llamaindex_messages(normalize_messages(messages))
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        chat, kwargs = self._prepare(messages, tools, options)
         last = None
-        try:
-            async for response in await self.llm.astream_chat(chat, **self._kwargs(max_tokens, temperature, stop)):
+        with raising_ours(self._map):
+            async for response in await self.llm.astream_chat(chat, **kwargs):
                 last = response
                 yield CompletionChunk(text=response.delta or "", model=self.model)
-        except Exception as exc:
-            mapped = self._map(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         tin, tout = _usage(last) if last is not None else (None, None)
         yield CompletionChunk(input_tokens=tin, output_tokens=tout)

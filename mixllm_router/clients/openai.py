@@ -10,31 +10,34 @@ quickly for the next best one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from .._exceptions import ConfigError
-from ._errors import map_provider_error
-from ._secrets import resolve_key
+from ._errors import raising_ours
+from ._sdk import SDKChatClient
 from .base import (
-    BaseChatClient,
+    CallOptions,
     Completion,
     CompletionChunk,
     MessagesInput,
-    SDKClients,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
     _decode_arguments,
+    given_options,
     normalize_messages,
     to_openai_messages,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["OpenAIClient"]
 
 
-class OpenAIClient(BaseChatClient):
+class OpenAIClient(SDKChatClient):
     """Call ``model`` through ``openai.OpenAI().chat.completions``.
 
     ``api_key`` defaults to ``$OPENAI_API_KEY``; a key is optional when ``base_url`` points at a
@@ -44,6 +47,7 @@ class OpenAIClient(BaseChatClient):
     """
 
     supports_tools = True
+    _provider = "openai"
 
     def __init__(
         self,
@@ -60,57 +64,26 @@ class OpenAIClient(BaseChatClient):
         if not model:
             raise ConfigError("OpenAIClient needs a model name")
         self.model = model
-        self.base_url = base_url
-        self.timeout = float(timeout)
         self.extra_body = dict(extra_body or {})
         self.supports_tools = supports_tools
-        self._api_key = resolve_key(api_key, "OPENAI_API_KEY")
+        self._connect(api_key=api_key, key_env="OPENAI_API_KEY", base_url=base_url, http_client=http_client,
+                      async_http_client=async_http_client, timeout=timeout)
         if self._api_key is None and base_url is None:
             raise ConfigError("OpenAIClient needs api_key= or $OPENAI_API_KEY (or a base_url of a local server)")
-        self._http_client = http_client
-        self._async_http_client = async_http_client
-        self._sdk = SDKClients(self._new_sdk_client)
 
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"OpenAIClient(model={self.model!r}{where})"
-
-    # -- SDK clients ---------------------------------------------------------------------------
-    def _key(self) -> str:
-        return self._api_key.get_secret_value() if self._api_key is not None else "not-needed"
-
-    def _new_sdk_client(self, asynchronous: bool) -> Any:
+    def _sdk_classes(self) -> tuple[Any, Any]:
         import openai
 
-        cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
-        return cls(
-            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0,
-            http_client=self._async_http_client if asynchronous else self._http_client,
-        )
-
-    def _client(self) -> Any:
-        return self._sdk.sync()
-
-    def _aclient(self) -> Any:
-        return self._sdk.for_running_loop()
-
-    def _error(self, exc: BaseException) -> BaseException | None:
-        return map_provider_error(exc, provider=f"openai:{self.model}", secrets=[self._key()])
+        return openai.OpenAI, openai.AsyncOpenAI
 
     # -- request / response --------------------------------------------------------------------
-    def _request(self, messages: MessagesInput, tools, max_tokens, temperature, stop, timeout) -> dict[str, Any]:
-        self._check_tools(tools)
+    def _request(self, messages: MessagesInput, tools: Sequence[ToolSpec] | None,
+                 options: CallOptions) -> dict[str, Any]:
+        self._check_call(tools, options)
         kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(normalize_messages(messages))}
         if tools:
             kwargs["tools"] = list(tools)
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if stop:
-            kwargs["stop"] = list(stop)
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        kwargs.update(given_options(options))  # max_tokens, temperature, stop, timeout: as named here
         if self.extra_body:
             kwargs["extra_body"] = dict(self.extra_body)
         return kwargs
@@ -159,62 +132,38 @@ class OpenAIClient(BaseChatClient):
         return chunk
 
     # -- the four calls ------------------------------------------------------------------------
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             resp = self._client().chat.completions.create(**kwargs)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(resp)
 
     async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                        max_tokens: int | None = None, temperature: float | None = None,
-                        stop: Sequence[str] | None = None, timeout: float | None = None) -> Completion:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+                        **options: Unpack[CallOptions]) -> Completion:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             resp = await self._aclient().chat.completions.create(**kwargs)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
         return self._completion(resp)
 
-    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               timeout: float | None = None) -> Iterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             events = self._client().chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
             )
             with events:
                 for event in events:
                     yield self._chunk(event)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
 
     async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
-                      max_tokens: int | None = None, temperature: float | None = None,
-                      stop: Sequence[str] | None = None, timeout: float | None = None) -> AsyncIterator[CompletionChunk]:
-        kwargs = self._request(messages, tools, max_tokens, temperature, stop, timeout)
-        try:
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._request(messages, tools, options)
+        with raising_ours(self._error):
             events = await self._aclient().chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
             )
             async with events:
                 async for event in events:
                     yield self._chunk(event)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc

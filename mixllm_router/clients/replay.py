@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError, DataError, PermanentClientError
 from .base import (
     BaseChatClient,
+    CallOptions,
     Completion,
     MessagesInput,
     ToolSpec,
@@ -25,6 +26,9 @@ from .base import (
     messages_text,
     normalize_messages,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ReplayClient"]
 
@@ -102,10 +106,9 @@ class ReplayClient(BaseChatClient):
     def _estimate(self, text: str) -> int:
         return math.ceil(len(text) * self.tokens_per_char)
 
-    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 timeout: float | None = None) -> Completion:
-        self._check_tools(tools)
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
+        self._check_call(tools, options)
         msgs = normalize_messages(messages)
         query = last_user_text(msgs)
         found = self._lookup(query)

@@ -8,11 +8,14 @@ observed latency and output tokens then refine that candidate's service-time est
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..policy.load import LoadTracker
-from .base import ChatClient, Completion, CompletionChunk
+from .base import CallOptions, ChatClient, Completion, CompletionChunk, MessagesInput, ToolSpec
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TrackedClient"]
 
@@ -33,28 +36,32 @@ class TrackedClient:
     def model(self) -> str:
         return str(getattr(self.inner, "model", self.name))
 
-    def complete(self, messages: Any, **kwargs: Any) -> Completion:
+    def complete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                 **options: Unpack[CallOptions]) -> Completion:
         with self.tracker.track(self.name) as ticket:
-            completion = self.inner.complete(messages, **kwargs)
+            completion = self.inner.complete(messages, tools=tools, **options)
             ticket.output_tokens = completion.output_tokens
             return completion
 
-    async def acomplete(self, messages: Any, **kwargs: Any) -> Completion:
+    async def acomplete(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                        **options: Unpack[CallOptions]) -> Completion:
         async with self.tracker.atrack(self.name) as ticket:
-            completion = await self.inner.acomplete(messages, **kwargs)
+            completion = await self.inner.acomplete(messages, tools=tools, **options)
             ticket.output_tokens = completion.output_tokens
             return completion
 
-    def stream(self, messages: Any, **kwargs: Any) -> Iterator[CompletionChunk]:
+    def stream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+               **options: Unpack[CallOptions]) -> Iterator[CompletionChunk]:
         with self.tracker.track(self.name) as ticket:
-            for chunk in self.inner.stream(messages, **kwargs):
+            for chunk in self.inner.stream(messages, tools=tools, **options):
                 if chunk.output_tokens is not None:
                     ticket.output_tokens = chunk.output_tokens
                 yield chunk
 
-    async def astream(self, messages: Any, **kwargs: Any) -> AsyncIterator[CompletionChunk]:
+    async def astream(self, messages: MessagesInput, *, tools: Sequence[ToolSpec] | None = None,
+                      **options: Unpack[CallOptions]) -> AsyncIterator[CompletionChunk]:
         async with self.tracker.atrack(self.name) as ticket:
-            async for chunk in self.inner.astream(messages, **kwargs):
+            async for chunk in self.inner.astream(messages, tools=tools, **options):
                 if chunk.output_tokens is not None:
                     ticket.output_tokens = chunk.output_tokens
                 yield chunk

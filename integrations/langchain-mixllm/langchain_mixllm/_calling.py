@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
+from mixllm_router import RoutingDecision
 from mixllm_router.clients.base import Completion, CompletionChunk, ToolCall, ToolCallDelta
 
-__all__ = ["CandidateCall", "isolated", "observes"]
+__all__ = ["CandidateCall", "RoutedCall", "isolated", "observes"]
 
 
 def observes(handler: Any) -> bool:
@@ -155,3 +157,15 @@ class CandidateCall:
                     break
                 yield self._chunk(raw, totals)
             ticket.output_tokens = totals.get("out")
+
+
+@dataclass
+class RoutedCall:
+    """One routed call: its decision, the ranked candidate calls, the predicted costs (spending
+    guard), the text the guard estimates tokens from, and when it started."""
+
+    decision: RoutingDecision
+    ranked: list[tuple[Any, CandidateCall]]
+    costs: dict[str, float]
+    text: list[dict[str, str]]
+    started: float

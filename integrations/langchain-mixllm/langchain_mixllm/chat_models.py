@@ -21,23 +21,23 @@ Callbacks: the candidate's own run nests under the ``ChatMixLLM`` run. By defaul
 (``nested_callbacks="tracers"``) handlers that *observe* runs (tracers, LangSmith, ``astream_events``,
 ``astream_log``) see it; handlers that *count* (``get_usage_metadata_callback``, cost counters)
 see the ``ChatMixLLM`` run alone, so no token is counted twice.
+
+The parts: :mod:`._routing` (which candidates may serve a call), :mod:`._calling` (the candidate
+calls the FallbackCaller drives), :mod:`._runs` (run ids and the nested run's callbacks),
+:mod:`._answers` (the candidate's answer as ours).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
-    BaseCallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -47,17 +47,19 @@ from langchain_core.language_models.chat_models import (
     generate_from_stream,
 )
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.utils import build_extra_kwargs, get_pydantic_field_names
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_mixllm._calling import CandidateCall, observes
-from mixllm_router import ClientError, ConfigError, MixLLMRouter, RoutingDecision
-from mixllm_router.clients.base import CompletionChunk
+from langchain_mixllm._answers import chat_result, last_chunk, our_chunk
+from langchain_mixllm._calling import CandidateCall, RoutedCall
+from langchain_mixllm._routing import allowed, client_for, routing_text, stream_usage_kwargs
+from langchain_mixllm._runs import PARENT_KW, child_callbacks, message_ids, run_id, run_key, with_parent
+from mixllm_router import ConfigError, MixLLMRouter, RoutingDecision
+from mixllm_router._integration import checkpoint_field, lazy_router, router_field, state_field
 from mixllm_router.clients.fallback import CallResult, FallbackCaller
 
 if TYPE_CHECKING:
@@ -67,71 +69,7 @@ __all__ = ["ChatMixLLM"]
 
 #: Keyword arguments of a call that steer the routing and are not sent to the candidate.
 _ROUTING_KWARGS = ("model", "cost_weight", "cost_share", "max_cost_usd", "candidates", "tools", "tool_choice",
-                   "_mixllm_parent")
-
-#: How LangChain prefixes the message id it derives from a run id (``lc_run--<run id>``).
-_LC_ID_PREFIX = "lc_run--"
-
-#: Private call kwarg by which ``stream``/``astream`` tell ``_stream``/``_astream`` their run (see
-#: :meth:`ChatMixLLM.stream`); stripped from the invocation params, so tracing never sees it.
-_PARENT_KW = "_mixllm_parent"
-
-
-@dataclass(frozen=True)
-class _Parent:
-    """The ChatMixLLM run a stream belongs to: its id and the config its callbacks came from."""
-
-    run_id: uuid.UUID
-    config: RunnableConfig
-
-
-def _routing_text(messages: Sequence[BaseMessage]) -> str:
-    """The text the router scores: the last human turn (the question being asked now)."""
-    for message in reversed(messages):
-        if message.type == "human" and message.text:
-            return message.text
-    return "\n".join(m.text for m in messages if m.text)
-
-
-def _own_id(message: BaseMessage) -> None:
-    """Drop the candidate run's ``lc_run-`` id so LangChain gives the message the router run's id."""
-    if message.id and message.id.startswith("lc_run-"):
-        message.id = None
-
-
-@dataclass
-class _Call:
-    """One routed call: its decision, the ranked candidate calls, the predicted costs (spending
-    guard), the text the guard estimates tokens from, and when it started."""
-
-    decision: RoutingDecision
-    ranked: list[tuple[Any, CandidateCall]]
-    costs: dict[str, float]
-    text: list[dict[str, str]]
-    started: float
-
-
-def _errors(result: CallResult) -> dict[str, BaseException]:
-    """The candidates that failed before the one that answered, with their last error."""
-    return {a.candidate: a.error for a in result.attempts if a.error is not None}
-
-
-def _serves_tools(model: BaseChatModel | None) -> bool:
-    """Whether a candidate's chat model takes tools: it implements ``bind_tools`` (and, for a
-    wrapped mixllm client, the client supports tools)."""
-    if model is None or type(model).bind_tools is BaseChatModel.bind_tools:
-        return False
-    client = getattr(model, "client", None) if type(model).__name__ == "ClientChatModel" else None
-    return client is None or bool(getattr(client, "supports_tools", False))
-
-
-def _stream_usage_kwargs(model: BaseChatModel | None) -> dict[str, Any]:
-    """Ask a candidate that can report usage in streams to do so (``stream_usage=True`` for
-    ChatOpenAI and others that have the field), so streamed answers are accounted too."""
-    if model is not None and "stream_usage" in type(model).model_fields:
-        return {"stream_usage": True}
-    return {}
-
+                   PARENT_KW)
 
 class ChatMixLLM(BaseChatModel):
     """A chat model that routes each call to the best candidate for its quality and cost.
@@ -151,16 +89,9 @@ class ChatMixLLM(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    router: Any = Field(default=None, exclude=True, description="A fitted MixLLMRouter (else checkpoint_path).")
-    checkpoint_path: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_CHECKPOINT") or None,
-        description="Router checkpoint folder; default: $MIXLLM_CHECKPOINT. Loaded on first use.",
-    )
-    state: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_STATE") or None,
-        description="Share load, feedback and model versions between workers: redis://host:port/db "
-        "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
-    )
+    router: Any = router_field()
+    checkpoint_path: str | None = checkpoint_field()
+    state: str | None = state_field()
     candidates: dict[str, BaseChatModel] = Field(
         default_factory=dict,
         description="Candidate name -> the LangChain chat model that serves it (or a mixllm ChatClient, "
@@ -271,19 +202,7 @@ class ChatMixLLM(BaseChatModel):
     @property
     def router_(self) -> MixLLMRouter:
         """The router, loaded (and given the candidates' clients) on first use."""
-        with self._lock:
-            if self._router is None:
-                self._router = self._build_router()
-            return self._router
-
-    def _build_router(self) -> MixLLMRouter:
-        from mixllm_router.clients import LangChainClient
-
-        router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="ChatMixLLM")
-        for name, chat_model in self.candidates.items():
-            inner = getattr(chat_model, "client", None) if type(chat_model).__name__ == "ClientChatModel" else None
-            router.set_client(name, inner if inner is not None else LangChainClient(chat_model, model_name=name))
-        return router
+        return lazy_router(self, "ChatMixLLM", client_for)
 
     def _chat_model(self, name: str) -> BaseChatModel | None:
         """The LangChain model serving candidate ``name``: given here, or attached to the router."""
@@ -294,46 +213,19 @@ class ChatMixLLM(BaseChatModel):
         model = getattr(inner, "chat_model", None)
         return model if isinstance(model, BaseChatModel) else None
 
-    def _allowed(self, kwargs: Mapping[str, Any]) -> list[str]:
-        """Candidates that can serve this call: have a chat model, and tools if tools are bound."""
-        router = self.router_
-        names = [n for n in router.candidate_names if self._chat_model(n) is not None]
-        wanted = kwargs.get("model") or kwargs.get("candidates") or self.model_name
-        if wanted:
-            wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-            for n in wanted:
-                router.pool.get(n)  # unknown name -> UnknownCandidateError
-            names = [n for n in names if n in wanted]
-        if kwargs.get("tools"):
-            names = [n for n in names if router.pool.get(n).supports_tools and _serves_tools(self._chat_model(n))]
-        if kwargs.get("response_format") is not None:
-            from langchain_mixllm.structured import takes_response_format
-
-            names = [n for n in names if takes_response_format(self._chat_model(n))]
-            if not names:
-                raise ClientError("no candidate takes response_format (JSON mode / json_schema): use "
-                                  "with_structured_output(method='function_calling')")
-        if not names:
-            need = " that supports tools (Candidate.supports_tools and a bind_tools model)" if kwargs.get("tools") else ""
-            raise ClientError(f"no candidate{need} has a LangChain chat model: pass candidates={{name: chat_model}}")
-        return names
-
     def _route(self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> RoutingDecision:
         return self.router_.route(
-            _routing_text(messages),
+            routing_text(messages),
             cost_weight=kwargs.get("cost_weight", self.cost_weight),
             cost_share=kwargs.get("cost_share", self.cost_share),
             max_cost_usd=kwargs.get("max_cost_usd", self.max_cost_usd),
-            candidates=self._allowed(kwargs),
+            candidates=allowed(self.router_, self._chat_model, kwargs, self.model_name),
         )
 
     def decision_for(self, key: Any) -> DecisionRecord | None:
         """The decision record of a LangChain run: its run id (a callback's ``run_id``) or the
         answer's message id (``msg.id``, ``lc_run--<run id>``, also in a batch: ``...-<index>``)."""
-        key = str(key)
-        if key.startswith(_LC_ID_PREFIX):
-            key = key[len(_LC_ID_PREFIX):len(_LC_ID_PREFIX) + 36]  # the run id (a UUID), without a batch index
-        return self.router_.decisions.get(key)
+        return self.router_.decisions.get(run_key(key))
 
     # ------------------------------------------------------------------------------ tokens
     def get_num_tokens(self, text: str) -> int:
@@ -356,63 +248,28 @@ class ChatMixLLM(BaseChatModel):
                           "custom_get_token_ids=")
 
     # ------------------------------------------------------------------------------ calling
-    def _run_id(self, run_manager: Any, kwargs: Mapping[str, Any]) -> uuid.UUID | None:
-        if run_manager is not None:
-            return run_manager.run_id
-        parent = kwargs.get(_PARENT_KW)
-        return parent.run_id if isinstance(parent, _Parent) else None
-
     def _register(self, decision: RoutingDecision, run_manager: Any, kwargs: Mapping[str, Any]) -> None:
         """Let the LangChain run id, and the answer's message id, find this decision."""
-        run_id = self._run_id(run_manager, kwargs)
-        if run_id is not None:
-            self.router_.decisions.alias(str(run_id), decision.decision_id)
-            for message_id in (f"{_LC_ID_PREFIX}{run_id}", f"{_LC_ID_PREFIX}{run_id}-0"):  # stream / invoke
+        run = run_id(run_manager, kwargs)
+        if run is not None:
+            self.router_.decisions.alias(str(run), decision.decision_id)
+            for message_id in message_ids(run):  # stream / invoke
                 self.router_.decisions.alias(message_id, decision.decision_id)
 
-    def _child_callbacks(self, run_manager: Any, kwargs: Mapping[str, Any], *, is_async: bool
-                         ) -> BaseCallbackManager | None:
-        """Callbacks for the candidate's run: a child of ours (``parent_run_id = our run_id``)."""
-        from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
-
-        run_id = self._run_id(run_manager, kwargs)
-        if run_id is None or self.nested_callbacks == "none":
-            return None
-        if run_manager is None:  # a stream: rebuild what LangChain configured for our run
-            parent: _Parent = kwargs[_PARENT_KW]
-            run_manager = CallbackManager.configure(
-                parent.config.get("callbacks"), self.callbacks, self.verbose,
-                parent.config.get("tags"), self.tags, parent.config.get("metadata"), self.metadata,
-            )
-        handlers = list(run_manager.inheritable_handlers)
-        if self.nested_callbacks == "tracers":
-            handlers = [h for h in handlers if observes(h)]
-        manager_cls = AsyncCallbackManager if is_async else CallbackManager
-        child = manager_cls(handlers=handlers, inheritable_handlers=handlers, parent_run_id=run_id)
-        child.add_tags(run_manager.inheritable_tags)
-        child.add_metadata(run_manager.inheritable_metadata)
-        return child
-
     # LangChain calls ``_stream``/``_astream`` without the run manager (it emits the tokens
-    # itself), so the run id is fixed here and handed down in a private kwarg.
-    def _with_parent(self, config: RunnableConfig | None) -> tuple[RunnableConfig, _Parent]:
-        config = ensure_config(config)
-        run_id = config.get("run_id") or uuid.uuid4()
-        config = RunnableConfig(**{**config, "run_id": run_id})
-        return config, _Parent(run_id=run_id, config=config)
-
+    # itself), so the run id is fixed here and handed down in a private kwarg (see _runs).
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        config, parent = self._with_parent(config)
-        return super().stream(input, config, stop=stop, **{_PARENT_KW: parent}, **kwargs)
+        config, parent = with_parent(config)
+        return super().stream(input, config, stop=stop, **{PARENT_KW: parent}, **kwargs)
 
     def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                 stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        config, parent = self._with_parent(config)
-        return super().astream(input, config, stop=stop, **{_PARENT_KW: parent}, **kwargs)
+        config, parent = with_parent(config)
+        return super().astream(input, config, stop=stop, **{PARENT_KW: parent}, **kwargs)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-        kwargs.pop(_PARENT_KW, None)
+        kwargs.pop(PARENT_KW, None)
         return super()._get_invocation_params(stop=stop, **kwargs)
 
     def _runnable(self, name: str, kwargs: Mapping[str, Any]) -> Runnable[Any, Any]:
@@ -451,49 +308,37 @@ class ChatMixLLM(BaseChatModel):
         return caller.sharing(max_attempts_per_candidate=self.max_retries + 1)
 
     def _plan(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any],
-              *, is_async: bool, streaming: bool = False) -> _Call:
+              *, is_async: bool, streaming: bool = False) -> RoutedCall:
         """Everything one call needs after routing: the ranked candidate calls for the FallbackCaller."""
         decision = self._route(messages, kwargs)
         return self._plan_for(decision, messages, stop, run_manager, kwargs, is_async=is_async, streaming=streaming)
 
     def _plan_for(self, decision: RoutingDecision, messages: list[BaseMessage], stop: list[str] | None,
-                  run_manager: Any, kwargs: dict[str, Any], *, is_async: bool, streaming: bool) -> _Call:
+                  run_manager: Any, kwargs: dict[str, Any], *, is_async: bool, streaming: bool) -> RoutedCall:
         self._register(decision, run_manager, kwargs)
         generation = self._generation(stop, kwargs)
-        child = self._child_callbacks(run_manager, kwargs, is_async=is_async)
+        child = child_callbacks(self, self.nested_callbacks, run_manager, kwargs, is_async=is_async)
         router = self.router_
         ranked = []
         for name in self._ranking(decision):
             config = RunnableConfig(callbacks=child, metadata={"mixllm_candidate": name,
                                                                "mixllm_decision_id": decision.decision_id})
-            extra = _stream_usage_kwargs(self._chat_model(name)) if streaming else {}
+            extra = stream_usage_kwargs(self._chat_model(name)) if streaming else {}
             ranked.append((router.pool.get(name), CandidateCall(
                 name, self._runnable(name, kwargs), messages, config, generation, router.load_tracker,
                 self.nested_callbacks, stream_kwargs=extra)))
         costs = {s.name: s.cost_usd for s in decision.scores}
         text = [{"role": "user", "content": "\n".join(m.text for m in messages)}]  # the guard's token estimate
-        return _Call(decision, ranked, costs, text, time.perf_counter())
+        return RoutedCall(decision, ranked, costs, text, time.perf_counter())
 
-    def _finish(self, call: _Call, result: CallResult) -> ChatResult:
-        message: AIMessage = result.completion.raw
+    def _finish(self, call: RoutedCall, result: CallResult) -> ChatResult:
         self._record(call.decision, result)
-        meta = dict(message.response_metadata or {})
-        provider_model = meta.pop("model_name", None)
-        meta.update(self._metadata(call.decision, result.candidate, provider_model, _errors(result)))
-        message = message.model_copy(update={"response_metadata": meta})
-        _own_id(message)
-        return ChatResult(generations=[ChatGeneration(message=message)],
-                          llm_output={"model_name": result.candidate, "cost_usd": result.cost_usd})
+        return chat_result(call.decision, result)
 
-    def _metadata(self, decision: RoutingDecision, name: str, provider_model: Any, errors: dict[str, BaseException],
-                  ) -> dict[str, Any]:
-        info = decision.to_dict()
-        info["answered_by"] = name
-        info["failed"] = {k: f"{type(v).__name__}: {v}" for k, v in errors.items()}
-        meta: dict[str, Any] = {"model_name": name, "model_provider": "mixllm", "mixllm": info}
-        if provider_model:
-            meta["provider_model_name"] = provider_model
-        return meta
+    def _last_chunk(self, call: RoutedCall, result: CallResult | None, provider: dict[str, Any]) -> ChatGenerationChunk:
+        if result is not None:  # None: the stream was closed early, nothing to account
+            self._record(call.decision, result)
+        return last_chunk(call.decision, result, provider)
 
     def _record(self, decision: RoutingDecision, result: CallResult) -> None:
         self.router_.decisions.update(
@@ -528,25 +373,6 @@ class ChatMixLLM(BaseChatModel):
         call = self._plan_for(decision, messages, stop, run_manager, kwargs, is_async=True, streaming=False)
         return self._finish(call, await self._caller().acall(call.ranked, call.text, estimated_costs=call.costs))
 
-    def _chunk(self, piece: CompletionChunk, provider: dict[str, Any]) -> ChatGenerationChunk:
-        """The candidate's chunk as ours; its position and model name move to our last chunk."""
-        raw: AIMessageChunk = piece.raw
-        meta = dict(raw.response_metadata or {})
-        if meta.get("model_name"):
-            provider["model"] = meta.pop("model_name")
-        meta.pop("model_provider", None)
-        update: dict[str, Any] = {"response_metadata": meta, "chunk_position": None}
-        if raw.id and raw.id.startswith("lc_run-"):
-            update["id"] = None
-        return ChatGenerationChunk(message=raw.model_copy(update=update))
-
-    def _last_chunk(self, call: _Call, result: CallResult | None, provider: dict[str, Any]) -> ChatGenerationChunk:
-        if result is None:  # the stream was closed early: nothing to account
-            return ChatGenerationChunk(message=AIMessageChunk(content="", chunk_position="last"))
-        self._record(call.decision, result)
-        meta = self._metadata(call.decision, result.candidate, provider.get("model"), _errors(result))
-        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta, chunk_position="last"))
-
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -558,7 +384,7 @@ class ChatMixLLM(BaseChatModel):
         stream = self._caller().stream(call.ranked, call.text, estimated_costs=call.costs)
         provider: dict[str, Any] = {}
         for piece in stream:
-            chunk = self._chunk(piece, provider)
+            chunk = our_chunk(piece, provider)
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -576,7 +402,7 @@ class ChatMixLLM(BaseChatModel):
         stream = self._caller().astream(call.ranked, call.text, estimated_costs=call.costs)
         provider: dict[str, Any] = {}
         async for piece in stream:
-            chunk = self._chunk(piece, provider)
+            chunk = our_chunk(piece, provider)
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

@@ -23,7 +23,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from mixllm_router.clients.base import Completion, CompletionChunk, Message, ToolCall
+from mixllm_router.clients.base import Completion, CompletionChunk, Message, ToolCall, given_options
 
 __all__ = ["ClientChatModel"]
 
@@ -85,9 +85,9 @@ class ClientChatModel(BaseChatModel):
         return str(getattr(self.client, "model", type(self.client).__name__))
 
     def _kwargs(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        out = {k: kwargs[k] for k in ("max_tokens", "temperature", "timeout") if kwargs.get(k) is not None}
-        if stop:
-            out["stop"] = list(stop)
+        """The client's call options from LangChain's call: the ones it names (``stop`` comes on its
+        own), given ones only; other LangChain keyword arguments are not the client's."""
+        out = given_options({**kwargs, "stop": stop})
         if kwargs.get("tools"):
             out["tools"] = list(kwargs["tools"])
         return out

@@ -30,7 +30,6 @@ handler, so feedback can be given later with ``router.feedback(decision_id, scor
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -61,6 +60,8 @@ from llama_index.llms.mixllm._convert import (
 )
 
 from mixllm_router import MixLLMRouter, RoutingDecision
+from mixllm_router._integration import checkpoint_field, lazy_router, router_field, state_field
+from mixllm_router.clients.base import ChatClient
 from mixllm_router.responses import RoutedResponse, RoutedStream, prepare_call
 
 if TYPE_CHECKING:
@@ -72,6 +73,14 @@ __all__ = ["MixLLM"]
 
 def _is_llamaindex_llm(obj: Any) -> bool:
     return all(hasattr(obj, m) for m in ("chat", "achat", "stream_chat", "astream_chat", "metadata"))
+
+
+def _client_for(name: str, candidate: Any) -> ChatClient:
+    """The router's client for a candidate: a LlamaIndex LLM through ``LlamaIndexClient``; a mixllm
+    ``ChatClient`` as it is."""
+    from mixllm_router.clients import LlamaIndexClient
+
+    return LlamaIndexClient(candidate, model_name=name) if _is_llamaindex_llm(candidate) else candidate
 
 
 class MixLLM(FunctionCallingLLM):
@@ -88,16 +97,9 @@ class MixLLM(FunctionCallingLLM):
     whichever candidate is chosen).
     """
 
-    router: Any = Field(default=None, exclude=True, description="A fitted MixLLMRouter (else checkpoint_path).")
-    checkpoint_path: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_CHECKPOINT") or None,
-        description="Router checkpoint folder; default: $MIXLLM_CHECKPOINT. Loaded on first use.",
-    )
-    state: str | None = Field(
-        default_factory=lambda: os.environ.get("MIXLLM_STATE") or None,
-        description="Share load, feedback and model versions between workers: redis://host:port/db "
-        "(default: $MIXLLM_STATE; none: this process only). See mixllm-router's docs/shared_state.md.",
-    )
+    router: Any = router_field()
+    checkpoint_path: str | None = checkpoint_field()
+    state: str | None = state_field()
     candidates: dict[str, Any] = Field(
         default_factory=dict, exclude=True,
         description="Candidate name -> a LlamaIndex LLM or a mixllm ChatClient.",
@@ -120,19 +122,7 @@ class MixLLM(FunctionCallingLLM):
     @property
     def router_(self) -> MixLLMRouter:
         """The router, loaded (and given the candidates' clients) on first use."""
-        with self._lock:
-            if self._router is None:
-                self._router = self._build_router()
-            return self._router
-
-    def _build_router(self) -> MixLLMRouter:
-        from mixllm_router.clients import LlamaIndexClient
-
-        router = MixLLMRouter.from_source(self.router, self.checkpoint_path, state=self.state, owner="MixLLM")
-        for name, candidate in self.candidates.items():
-            client = LlamaIndexClient(candidate, model_name=name) if _is_llamaindex_llm(candidate) else candidate
-            router.set_client(name, client)
-        return router
+        return lazy_router(self, "MixLLM", _client_for)
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -241,6 +231,15 @@ class MixLLM(FunctionCallingLLM):
             return await super().astream(prompt, **prompt_args)
 
     # ------------------------------------------------------------------------------ completion
+    def _completion_piece(self, routed: RoutedStream, text: str, chunk: Any) -> CompletionResponse:
+        return CompletionResponse(text=text, delta=chunk.text,
+                                  additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
+
+    def _completion_last(self, routed: RoutedStream, text: str) -> CompletionResponse:
+        result = routed.result
+        return CompletionResponse(text=text, delta="", raw={"usage": result.usage if result else None},
+                                  additional_kwargs=self._extra(routed.decision, result))
+
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         routed = self._invoke(prompt, kwargs)
@@ -256,11 +255,8 @@ class MixLLM(FunctionCallingLLM):
             for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield CompletionResponse(text=text, delta=chunk.text,
-                                             additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
-            result = routed.result
-            yield CompletionResponse(text=text, delta="", raw={"usage": result.usage if result else None},
-                                     additional_kwargs=self._extra(routed.decision, result))
+                    yield self._completion_piece(routed, text, chunk)
+            yield self._completion_last(routed, text)
 
         return gen()
 
@@ -279,11 +275,8 @@ class MixLLM(FunctionCallingLLM):
             async for chunk in routed:
                 if chunk.text:
                     text += chunk.text
-                    yield CompletionResponse(text=text, delta=chunk.text,
-                                             additional_kwargs=self._extra(routed.decision, candidate=chunk.candidate))
-            result = routed.result
-            yield CompletionResponse(text=text, delta="", raw={"usage": result.usage if result else None},
-                                     additional_kwargs=self._extra(routed.decision, result))
+                    yield self._completion_piece(routed, text, chunk)
+            yield self._completion_last(routed, text)
 
         return gen()
 
