@@ -150,19 +150,14 @@ class LiveStateMixin:
         and the learner's model (feedback network, applied_seq). A route holds the same lock, so
         it sees the old model or the new one, never a mix.
         """
-        theirs, ours = other.encoder_fingerprint_, self.encoder_fingerprint_
+        theirs, ours = other.model.encoder_fingerprint, self.model.encoder_fingerprint
         if theirs and ours and theirs != ours:
             raise CheckpointError(
                 f"the published router was trained with encoder {theirs}, this one routes with {ours}: not swapped"
             )
         with self.learning.lock:
-            removed = set(self.pool.names) - set(other.pool.names)
-            self.pool = other.pool
-            self.predictors_ = other.predictors_
-            self.bank_ = other.bank_
-            self.calibration_ = other.calibration_
-            self.reference_ = other.reference_
-            self.encoder_fingerprint_ = other.encoder_fingerprint_ or self.encoder_fingerprint_
+            removed = set(self.model.pool.names) - set(other.model.pool.names)
+            self.model.take(other.model)
             self.learning.adopt(other.learning)
             for name in removed:
                 self._clients.pop(name, None)
