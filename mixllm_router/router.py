@@ -152,19 +152,8 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
     def is_fitted(self) -> bool:
         return self.model.is_fitted
 
-    def _check_fitted(self) -> None:
-        self.model.check_fitted()
-
     # The learnt state lives on ``self.model`` (:class:`~mixllm_router.model.FittedModel`); these
     # names follow scikit-learn's trailing-underscore convention for fitted attributes.
-    @property
-    def pool(self) -> CandidatePool:
-        return self.model.pool
-
-    @pool.setter
-    def pool(self, value: CandidatePool) -> None:
-        self.model.pool = value
-
     @property
     def predictors_(self) -> dict[str, CandidatePredictor]:
         return self.model.predictors
@@ -288,10 +277,7 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
             raise ConfigError(f"recalibrate needs the reference candidate {self.reference_!r} in the pool")
         if len(queries) < 2:
             raise DataError(f"recalibrate needs at least 2 queries, got {len(queries)}")
-        return self._calibrate_on_predictions(*self._embed_checked(queries, embeddings))
-
-    def _calibrate_on_predictions(self, embeddings: np.ndarray, tokens: np.ndarray) -> TradeoffCurve:
-        """The sweep of :meth:`recalibrate` on embedded queries; it becomes ``calibration_``."""
+        embeddings, tokens = self._embed_checked(queries, embeddings)
         with self.learning.lock:
             preds = self.model.predict(embeddings, tokens)
         curve = self.model.calibration_on_predictions(preds)
@@ -326,23 +312,18 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
         """Predicted quality, cost (USD) and uncertainty of every candidate for each query."""
         embeddings, tokens = self._embed_checked(queries, embeddings, show_progress)
         with self.learning.lock:  # feedback may be growing the bank and the kNN rows right now
-            return self._predict_locked(embeddings, tokens)
+            return self.model.predict(embeddings, tokens)
 
     def _embed_checked(
         self, queries: Sequence[str], embeddings: np.ndarray | None, show_progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and prompt tokens of ``queries`` (the slow part: runs outside any lock)."""
-        self._check_fitted()
+        self.model.check_fitted()
         if isinstance(queries, str):
             raise TypeError("predict() takes a sequence of queries; use route() for one query")
         if embeddings is None:
             return self.embed(queries, show_progress=show_progress)
         return np.asarray(embeddings, dtype=np.float32), self.count_tokens(queries)
-
-    def _predict_locked(self, embeddings: np.ndarray, tokens: np.ndarray) -> Predictions:
-        """Predictions for the pool as it is now; the caller holds ``learning.lock``, so no
-        feedback update or pool change can interleave."""
-        return self.model.predict(embeddings, tokens)
 
     # ------------------------------------------------------------------------------ routing
     def resolve_cost_weight(self, cost_weight: float | None = None, cost_share: float | None = None) -> float:
@@ -422,7 +403,7 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
         """Write a checkpoint folder (JSON manifest + safetensors), atomically."""
         from .checkpoint.save_load import save_router
 
-        self._check_fitted()
+        self.model.check_fitted()
         self.learning.flush(self)  # queued feedback first, so the checkpoint's applied_seq is exact
         return save_router(self, Path(path))
 

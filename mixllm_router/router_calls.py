@@ -12,39 +12,22 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._router_parts import RouterParts
 from ._validate import candidate_names
 
 if TYPE_CHECKING:
-    from .candidates import Candidate, CandidatePool
+    from .candidates import Candidate
     from .clients.base import ChatClient
     from .clients.fallback import FallbackCaller
-    from .config import RouterConfig
-    from .encoders.base import QueryEncoder
-    from .learning.learner import OnlineLearner
-    from .model import FittedModel
-    from .policy.decision import DecisionLog, RoutingDecision
-    from .policy.load import LoadTracker
+    from .policy.decision import RoutingDecision
     from .responses import RoutedResponse, RoutedStream
-    from .state.base import SharedState
 
 __all__ = ["CallingMixin"]
 
 
-class CallingMixin:
+class CallingMixin(RouterParts):
     """Methods of :class:`~mixllm_router.MixLLMRouter` that call candidates; see that class."""
 
-    # set by MixLLMRouter.__init__
-    config: RouterConfig
-    model: FittedModel
-    learning: OnlineLearner
-    load_tracker: LoadTracker
-    decisions: DecisionLog
-    state: SharedState
-    answer_listeners: list[Any]
-    _clients: dict[str, ChatClient]
-    _caller: FallbackCaller | None
-    _encoder: QueryEncoder | None
-    pool: CandidatePool
 
     # ------------------------------------------------------------------------------ calling
     def set_client(self, name: str, client: ChatClient) -> None:
@@ -79,11 +62,6 @@ class CallingMixin:
             if "max_concurrency" in fields and name in self.load_tracker:
                 self.load_tracker.set_max_concurrency(name, cand.max_concurrency)
         return cand
-
-    def _track(self, name: str) -> None:
-        """Register candidate ``name`` with the load tracker (once) at its concurrency limit."""
-        if name not in self.load_tracker:
-            self.load_tracker.register(name, self.pool.get(name).max_concurrency)
 
     @property
     def caller(self) -> FallbackCaller:

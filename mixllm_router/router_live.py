@@ -10,40 +10,21 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import CheckpointError
+from ._router_parts import RouterParts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .candidates import Candidate, CandidatePool
-    from .clients.base import ChatClient
-    from .clients.fallback import FallbackCaller
-    from .config import RouterConfig
+    from .candidates import Candidate
     from .data import RoutingDataset
-    from .encoders.base import QueryEncoder
-    from .learning.learner import OnlineLearner
-    from .model import FittedModel
-    from .policy.decision import DecisionLog
-    from .policy.load import LoadTracker
     from .state.base import SharedState
 
 __all__ = ["LiveStateMixin"]
 
 
-class LiveStateMixin:
+class LiveStateMixin(RouterParts):
     """Methods of :class:`~mixllm_router.MixLLMRouter` that change its live state; see that class."""
 
-    # set by MixLLMRouter.__init__
-    config: RouterConfig
-    model: FittedModel
-    learning: OnlineLearner
-    load_tracker: LoadTracker
-    decisions: DecisionLog
-    state: SharedState
-    answer_listeners: list[Any]
-    _clients: dict[str, ChatClient]
-    _caller: FallbackCaller | None
-    _encoder: QueryEncoder | None
-    pool: CandidatePool
 
     # ------------------------------------------------------------------------------ pool changes
     def remove_candidate(self, name: str) -> None:
@@ -56,7 +37,7 @@ class LiveStateMixin:
         with self.learning.lock:
             self.learning.flush(self)  # queued feedback was acknowledged: apply it while its candidate exists
             self.pool.remove(name)
-            self.predictors_.pop(name, None)
+            self.model.predictors.pop(name, None)
             self._clients.pop(name, None)
             if name in self.load_tracker:
                 self.load_tracker.unregister(name)

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..learning.host import LearnerHost
+
 if TYPE_CHECKING:
     from ..config import RouterConfig
     from ..encoders.base import QueryEncoder
     from ..learning.learner import OnlineLearner
-    from ..model import FittedModel
 
 __all__ = ["CheckpointHost"]
 
 
-class CheckpointHost(Protocol):
-    """A router as a checkpoint sees it: config, fitted model, learner and encoder."""
+class CheckpointHost(LearnerHost, Protocol):
+    """A router as a checkpoint sees it: config, fitted model, learner and encoder (and what the
+    learner needs, since its state is saved and restored through it)."""
 
     config: RouterConfig
-    model: FittedModel
     learning: OnlineLearner
 
     def __init__(self, *, config: Any = None, encoder: QueryEncoder | None = None) -> None: ...

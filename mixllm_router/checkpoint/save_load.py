@@ -227,16 +227,16 @@ def save_router(router: CheckpointHost, path: Path) -> Path:
 
 
 def _router_state(router: CheckpointHost) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    assert router.bank_ is not None
-    names = router.pool.names
-    arrays: dict[str, np.ndarray] = {"bank.embeddings": router.bank_}
+    assert router.model.bank is not None
+    names = router.model.pool.names
+    arrays: dict[str, np.ndarray] = {"bank.embeddings": router.model.bank}
     candidates_meta = []
     for i, name in enumerate(names):
-        model = router.predictors_[name]
-        candidates_meta.append({"spec": router.pool.get(name).model_dump(), "predictor": model.meta()})
+        model = router.model.predictors[name]
+        candidates_meta.append({"spec": router.model.pool.get(name).model_dump(), "predictor": model.meta()})
         arrays.update({f"candidate.{i}.{k}": v for k, v in model.state_arrays().items()})
-    if router.calibration_ is not None:
-        cal = router.calibration_
+    if router.model.calibration is not None:
+        cal = router.model.calibration
         arrays.update({
             "calibration.cost_weights": cal.cost_weights,
             "calibration.cost_share": cal.cost_share,
@@ -255,8 +255,8 @@ def _router_state(router: CheckpointHost) -> tuple[dict[str, Any], dict[str, np.
         "config": config,
         "journaled": journaled,
         "candidates": candidates_meta,
-        "reference": router.reference_,
-        "encoder_fingerprint": router.encoder_fingerprint_,
+        "reference": router.model.reference,
+        "encoder_fingerprint": router.model.encoder_fingerprint,
         "encoder_state": encoder_state,
         "extra": extra_meta,
     }
@@ -305,21 +305,21 @@ def load_router(
 
         for i, entry in enumerate(manifest["candidates"]):
             spec = Candidate.model_validate(entry["spec"])
-            router.pool.add(spec)
+            router.model.pool.add(spec)
             sub = _sub(arrays, f"candidate.{i}.")
-            router.predictors_[spec.name] = CandidatePredictor.from_state(entry["predictor"], sub, bank_size=bank.shape[0])
-        if not router.predictors_:
+            router.model.predictors[spec.name] = CandidatePredictor.from_state(entry["predictor"], sub, bank_size=bank.shape[0])
+        if not router.model.predictors:
             raise DataError("the manifest names no candidates")
-        router.bank_ = bank
+        router.model.bank = bank
         if "calibration.cost_weights" in arrays:
-            router.calibration_ = TradeoffCurve(
+            router.model.calibration = TradeoffCurve(
                 arrays["calibration.cost_weights"], arrays["calibration.cost_share"], arrays["calibration.quality_share"]
             )
-        router.reference_ = manifest.get("reference")
+        router.model.reference = manifest.get("reference")
         fingerprint = manifest.get("encoder_fingerprint")
         if fingerprint is not None and not isinstance(fingerprint, str):
             raise DataError(f"encoder_fingerprint must be a string, got {type(fingerprint).__name__}")
-        router.encoder_fingerprint_ = fingerprint
+        router.model.encoder_fingerprint = fingerprint
         check_encoder(router, encoder, where)  # before the journal replay encodes nothing, but fails fast
         router.learning.restore(router, manifest.get("extra") or {}, _sub(arrays, "extra."))
     except CheckpointError:

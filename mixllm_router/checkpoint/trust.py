@@ -114,9 +114,9 @@ def check_encoder(router: CheckpointHost, encoder: QueryEncoder | None, where: o
     Without ``encoder=`` the config's encoder is built now (not at the first route) and must have the
     fingerprint the router was trained with. A given encoder must have the embedding bank's
     dimension; a different fingerprint of the right dimension only warns (a deliberate swap)."""
-    assert router.bank_ is not None
-    want_dim = int(router.bank_.shape[1])
-    trained = router.encoder_fingerprint_
+    assert router.model.bank is not None
+    want_dim = int(router.model.bank.shape[1])
+    trained = router.model.encoder_fingerprint
     if encoder is None:
         try:
             built = router.encoder  # builds from config.encoder (paths: the host's)

@@ -142,7 +142,7 @@ class Simulator:
         warm_start: bool = False,
         embeddings: np.ndarray | None = None,
     ) -> None:
-        router._check_fitted()
+        router.model.check_fitted()
         self.router = router
         self.candidates = router.candidate_names
         self.reference = reference or router.reference_ or self.candidates[0]

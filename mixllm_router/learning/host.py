@@ -20,7 +20,8 @@ __all__ = ["FeedbackSink", "LearnerHost"]
 class FeedbackSink(Protocol):
     """Where feedback goes when workers share it (a :class:`~mixllm_router.state.SharedState`)."""
 
-    shares_feedback: bool
+    @property
+    def shares_feedback(self) -> bool: ...
 
     def publish_feedback(self, event: FeedbackEvent) -> int: ...
 
@@ -32,7 +33,9 @@ class LearnerHost(Protocol):
 
     model: FittedModel
     decisions: DecisionLog
-    state: FeedbackSink
     load_tracker: LoadTracker
+
+    @property
+    def state(self) -> FeedbackSink: ...
 
     def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]: ...

@@ -119,15 +119,16 @@ def decide(
     ``terms`` holds ``q``, ``c``, ``u``, the penalty and (when the feedback weight is on) the
     feedback score and its confidence, all queries × candidates.
     """
+    quality, cost = terms.quality, terms.cost
+    unc = terms.uncertainty if terms.uncertainty is not None else np.zeros_like(quality)  # none: no bonus
     alpha, scored = exploration.alpha, terms
     if exploration.policy == "thompson":  # σ·u·ξ: a draw of q from the ridge posterior N(w, σ²A⁻¹)
-        draws = rng.standard_normal(terms.uncertainty.shape)
-        scored = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=terms.uncertainty * draws,
+        draws = rng.standard_normal(unc.shape)
+        scored = ScoreTerms(quality=terms.quality, cost=terms.cost, uncertainty=unc * draws,
                             penalty=terms.penalty, feedback=terms.feedback, confidence=terms.confidence)
         alpha = exploration.thompson_scale
     scores = meta_scores(scored, cost_weight=request.cost_weight, exploration=alpha, latency_weight=latency.weight,
                          feedback_weight=exploration.feedback_weight, eligible=eligible)
-    quality, cost, unc = terms.quality, terms.cost, terms.uncertainty
     penalty = np.broadcast_to(np.asarray(terms.penalty), quality.shape)
     out = []
     for i, query in enumerate(queries):
