@@ -76,8 +76,10 @@ def test_int8_is_close_and_keyed_apart(graph_cache: Path, prompts: list[str], to
     assert real.mean() >= 0.99 and cos.min() >= 0.97, (real.mean(), cos.min())
     assert enc.fingerprint.endswith(":onnx-int8") and enc.fingerprint != HFEncoder().fingerprint
     assert enc.backend == "onnx-int8"
-    size = {p.name: p.stat().st_size for p in enc.graph_path.parent.glob("model-*.onnx")}
-    assert size["model-int8.onnx"] < 0.8 * size["model-fp32.onnx"]
+    size = {p.name: p.stat().st_size for p in enc.graph_path.parent.glob("model-*.onnx*")}
+    assert size["model-int8.onnx.data"] < 0.8 * size["model-fp32.onnx.data"]
+    ops = {n.op_type for n in __import__("onnx").load(str(enc.graph_path), load_external_data=False).graph.node}
+    assert "QAttention" in ops and "Softmax" not in ops  # int8 runs on the fused attention operator
 
 
 @pytest.mark.parametrize("truncation", ["head", "tail", "head_tail"])
@@ -144,19 +146,24 @@ def test_graph_is_built_once_then_reused(tmp_path: Path) -> None:
     assert second.graph_path == path and path.stat().st_mtime_ns == stamp
     # everything lives under the chosen folder, nothing else is written there
     names = sorted(p.name for p in path.parent.iterdir())
-    assert names == [".lock", "meta.json", "model-fp32.onnx"], names
+    assert names == [".lock", "meta.json", "model-fp32.onnx", "model-fp32.onnx.data"], names
 
 
-def test_damaged_graph_is_rebuilt_not_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damaged", ["model-fp32.onnx", "model-fp32.onnx.data"])
+def test_damaged_graph_is_rebuilt_not_run(tmp_path: Path, damaged: str) -> None:
     enc = OnnxEncoder(cache_dir=tmp_path)
     want = enc.encode(["same text"])
-    path = enc.graph_path
-    assert path is not None
+    assert enc.graph_path is not None
+    path = enc.graph_path.parent / damaged
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated, e.g. a disk filled up mid-copy
     again = OnnxEncoder(cache_dir=tmp_path)
     np.testing.assert_allclose(again.encode(["same text"]), want, atol=1e-6)
     assert path.stat().st_size == len(data)
+    path.write_bytes(data[:-8] + b"\x00" * 8)  # same size, other bytes: the checksum catches it
+    np.testing.assert_allclose(OnnxEncoder(cache_dir=tmp_path).encode(["same text"]), want, atol=1e-6)
+    assert path.read_bytes() == data
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".build-")]  # no build folder left
 
 
 def test_unwritable_cache_folder_is_a_clear_error(tmp_path: Path) -> None:
