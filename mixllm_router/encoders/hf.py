@@ -93,7 +93,46 @@ def truncate_ids(ids: list[int], budget: int, truncation: Truncation) -> list[in
     return ids[:n_head] + (ids[len(ids) - n_tail :] if n_tail > 0 else [])
 
 
-class HFEncoder:
+class _TokenInputs:
+    """Tokenising shared by the BERT-family encoders (torch and ONNX): model inputs and token counts.
+
+    The router embeds a query and then asks for its token count (the cost predictors' input). The
+    two would tokenise the same text twice, 0.2–1.2 ms each on two cores (the longer the prompt, the
+    more); so :meth:`_inputs` keeps the content-token count of every text of the latest call, and
+    :meth:`count_tokens` of such a text is a lookup. Only the latest call is kept, in a dict replaced
+    whole, so concurrent callers never see half of one; a miss tokenises again.
+    """
+
+    max_tokens: int
+    truncation: Truncation
+    _recent_counts: dict[str, int]
+
+    def _token_ids(self, texts: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
+        raise NotImplementedError
+
+    def _ensure_tokenizer(self) -> None:
+        raise NotImplementedError
+
+    def _inputs(self, texts: list[str]) -> list[list[int]]:
+        """Input ids per text: the tokenizer's leading specials + content cut to fit + trailing specials."""
+        split = self._token_ids(texts)
+        self._recent_counts = {t: len(body) for t, (_, body, _) in zip(texts, split)}
+        return [lead + truncate_ids(body, self.max_tokens - len(lead) - len(trail), self.truncation) + trail
+                for lead, body, trail in split]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the model's tokenizer (no truncation, no special tokens)."""
+        if not isinstance(text, str):
+            raise EncoderError(f"count_tokens expects a str, got {type(text).__name__}")
+        text = _valid_unicode(text)
+        known = self._recent_counts.get(text)
+        if known is not None:
+            return known
+        self._ensure_tokenizer()
+        return len(self._token_ids([text])[0][1])
+
+
+class HFEncoder(_TokenInputs):
     """Embed queries with a local Hugging Face encoder folder (BERT-like, e.g. MiniLM).
 
     Parameters
@@ -153,6 +192,7 @@ class HFEncoder:
         self._tokenizer: Any = None
         self._model: Any = None
         self._lock = threading.Lock()
+        self._recent_counts = {}
 
     def __repr__(self) -> str:
         return (
@@ -242,14 +282,11 @@ class HFEncoder:
         )
         return [split_special(ids, special) for ids, special in zip(out["input_ids"], out["special_tokens_mask"])]
 
-    # -- the contract ---------------------------------------------------------------------------
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` under the model's tokenizer (no truncation, no special tokens)."""
-        if not isinstance(text, str):
-            raise EncoderError(f"count_tokens expects a str, got {type(text).__name__}")
+    def _ensure_tokenizer(self) -> None:
         if self._tokenizer is None:
             self._load()
-        return len(self._token_ids([_valid_unicode(text)])[0][1])
+
+    # -- the contract ---------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
@@ -261,10 +298,7 @@ class HFEncoder:
         import torch
 
         tok = self._tokenizer
-        ids = [
-            lead + truncate_ids(body, self.max_tokens - len(lead) - len(trail), self.truncation) + trail
-            for lead, body, trail in self._token_ids(texts)
-        ]
+        ids = self._inputs(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0

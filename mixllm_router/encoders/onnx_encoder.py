@@ -40,14 +40,14 @@ import numpy as np
 from .._exceptions import ConfigError, EncoderError
 from ._onnxruntime import INSTALL_HINT as _INSTALL
 from ._onnxruntime import import_onnxruntime, onnxruntime_available
-from .hf import HFEncoder, Pooling, Truncation, _check_texts, _valid_unicode, split_special, truncate_ids
+from .hf import HFEncoder, Pooling, Truncation, _check_texts, _TokenInputs, split_special
 
 __all__ = ["OnnxEncoder", "onnxruntime_available", "import_onnxruntime"]
 
 Quantize = Literal["fp32", "int8"]
 Optimization = Literal["disabled", "basic", "extended", "all"]
 
-class OnnxEncoder:
+class OnnxEncoder(_TokenInputs):
     """Embed queries with a local BERT encoder folder through ONNX Runtime (CPU).
 
     Parameters
@@ -108,6 +108,7 @@ class OnnxEncoder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._recent_counts = {}
 
     def __repr__(self) -> str:
         return (
@@ -197,14 +198,11 @@ class OnnxEncoder:
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return [split_special(enc.ids, enc.special_tokens_mask) for enc in encodings]
 
-    # -- the contract ---------------------------------------------------------------------------
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` under the model's tokenizer (no truncation, no special tokens)."""
-        if not isinstance(text, str):
-            raise EncoderError(f"count_tokens expects a str, got {type(text).__name__}")
+    def _ensure_tokenizer(self) -> None:
         if self._tokenizer is None:
             self._load_tokenizer()
-        return len(self._token_ids([_valid_unicode(text)])[0][1])
+
+    # -- the contract ---------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
@@ -213,10 +211,7 @@ class OnnxEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._session is None:
             self._load()
-        ids = [
-            lead + truncate_ids(body, self.max_tokens - len(lead) - len(trail), self.truncation) + trail
-            for lead, body, trail in self._token_ids(texts)
-        ]
+        ids = self._inputs(texts)
         pad_id = self._tokenizer.token_to_id("[PAD]")
         pad_id = 0 if pad_id is None else int(pad_id)
         order = np.argsort([len(x) for x in ids], kind="stable")

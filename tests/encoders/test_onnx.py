@@ -100,6 +100,19 @@ def test_batches_pad_to_their_longest_and_keep_order(graph_cache: Path, prompts:
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_count_after_encode_reuses_the_tokenisation(graph_cache: Path, backend: str) -> None:
+    enc = OnnxEncoder(cache_dir=graph_cache) if backend == "onnx" else HFEncoder()
+    text = _long("counted once")
+    want = enc.count_tokens(text)  # tokenises
+    enc.encode([text, "a second one"])
+    calls: list[list[str]] = []
+    tokenise = enc._token_ids
+    enc._token_ids = lambda texts: calls.append(texts) or tokenise(texts)  # type: ignore[method-assign]
+    assert enc.count_tokens(text) == want and calls == []  # the router's count of a query it just embedded
+    assert enc.count_tokens("not embedded yet") == 3 and len(calls) == 1  # a miss tokenises
+
+
 def test_cls_pooling_matches_torch(graph_cache: Path) -> None:
     texts = ["a question about cats", "another about dogs and their owners"]
     got = OnnxEncoder(pooling="cls", cache_dir=graph_cache).encode(texts)
