@@ -7,9 +7,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    from typing_extensions import Self
+
     from .candidates import CandidatePool
     from .clients.base import ChatClient
     from .clients.fallback import FallbackCaller
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
     from .encoders.base import QueryEncoder
     from .learning.learner import OnlineLearner
     from .model import FittedModel
-    from .policy.decision import DecisionLog
+    from .policy.decision import DecisionLog, RoutingDecision
     from .policy.load import LoadTracker
     from .state.base import SharedState
 
@@ -37,6 +43,26 @@ class RouterParts:
     _clients: dict[str, ChatClient]
     _caller: FallbackCaller | None
     _encoder: QueryEncoder | None
+
+    if TYPE_CHECKING:  # methods one group calls and another defines (MixLLMRouter has them all)
+        @property
+        def clients(self) -> Mapping[str, ChatClient]: ...
+
+        def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
+
+        def route(self, query: str, *, cost_weight: float | None = None, cost_share: float | None = None,
+                  max_cost_usd: float | None = None, candidates: Sequence[str] | None = None) -> RoutingDecision: ...
+
+        def feedback(self, key: str, score: bool | float, *, output_tokens: int | None = None,
+                     latency_s: float | None = None) -> int: ...
+
+        @property
+        def encoder(self) -> QueryEncoder: ...
+
+        def save(self, path: str | Path) -> Path: ...
+
+        @classmethod
+        def load(cls, path: str | Path, *, encoder: QueryEncoder | None = None) -> Self: ...
 
     @property
     def pool(self) -> CandidatePool:

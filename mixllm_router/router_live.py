@@ -15,6 +15,8 @@ from ._router_parts import RouterParts
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from typing_extensions import Self
+
     from .candidates import Candidate
     from .data import RoutingDataset
     from .state.base import SharedState
@@ -123,7 +125,7 @@ class LiveStateMixin(RouterParts):
             previous.close()
         return backend
 
-    def adopt(self, other: LiveStateMixin) -> None:
+    def adopt(self, other: Self) -> None:
         """Take the learnt model of ``other`` (a newer checkpoint) in one step under the lock.
 
         Kept: config, encoder, clients, load tracker, decision log (feedback for earlier decisions

@@ -114,7 +114,7 @@ def _one_number(v: Any) -> Any:
         try:
             return float(v)
         except OverflowError:
-            return math.inf if v > 0 else -math.inf
+            return math.inf if v > 0 else -math.inf  # type: ignore[operator]  # numbers.Real has no __gt__ in typeshed
         except (ValueError, decimal.InvalidOperation):  # Decimal('sNaN')
             return _BAD
     return _BAD  # complex, bytes, lists, dicts, arbitrary objects
