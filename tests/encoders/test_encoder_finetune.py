@@ -59,7 +59,7 @@ def test_tuning_the_top_layer_separates_what_the_outcome_depends_on(encoder):
     assert fit.best_epoch > 0 and fit.val_history[fit.best_epoch] < fit.val_history[0]
     z = embed_with(encoder, fit, cache)
     assert z.shape == cache.frozen.shape and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
-    assert _separation(z, group) > 1.5 * _separation(cache.frozen, group)
+    assert _separation(z, group) > 3 * _separation(cache.frozen, group)  # measured: 2.41 vs 0.125
     again = finetune_top_layers(encoder, cache, rows, quality, **settings)
     assert again.best_epoch == fit.best_epoch
     np.testing.assert_array_equal(embed_with(encoder, again, cache), z)  # deterministic for a seed
