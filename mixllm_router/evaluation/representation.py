@@ -22,6 +22,7 @@ candidate) pairs with both outcomes. 0.5 means the representation tells nothing 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,8 +115,15 @@ def cv_representations(
     reference: str | None = None,
     adapter_threads: int | None = None,
     show_progress: bool = False,
+    extra: Sequence[tuple[str, dict[str, Any], Callable[[np.ndarray], np.ndarray]]] = (),
 ) -> RepresentationResult:
-    """Out-of-fold scores of each representation with the predictors of ``config`` (module docstring)."""
+    """Out-of-fold scores of each representation with the predictors of ``config`` (module docstring).
+
+    ``extra``: more candidates as ``(label, settings, project)``, scored after the built-in ones;
+    ``project(tr)`` gets the training rows of a fold (indices into the queries with complete
+    quality and cost, in data order) and returns the embeddings of all those queries, fitted on
+    ``tr`` only (e.g. :mod:`benchmarks.finetune_cv`, a fine-tuned encoder).
+    """
     from ..router import MixLLMRouter, fold_assignment
     from .tuning import one_se_choice
 
@@ -183,6 +191,7 @@ def cv_representations(
                 return _project(e, fit.a, fit.b, settings.get("activation", "tanh"))
 
             candidates.append(("fine-tuned", dict(settings), project))
+    candidates.extend(extra)
     per_fold: list[list[float]] = []
     for name, settings, project in candidates:
         q_oof, c_oof, spent = oof(project)
