@@ -25,6 +25,7 @@ from ._validate import candidate_names, finite_real
 from .candidates import Candidate, CandidatePool
 from .config import RouterConfig, make_config
 from .encoders.backends import build_encoder
+from .encoders.base import count_tokens_of
 from .learning.learner import OnlineLearner
 from .model import FittedModel, Predictions, PredictorSettings, fold_assignment
 from .policy.decision import DecisionLog, RoutingDecision
@@ -204,7 +205,7 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
 
     def count_tokens(self, queries: Sequence[str]) -> np.ndarray:
         """Prompt tokens of each query, by the encoder's tokenizer (the known ``t_in`` of the cost)."""
-        return np.array([self.encoder.count_tokens(q) for q in queries], dtype=np.float64)
+        return np.array(count_tokens_of(self.encoder, list(queries)), dtype=np.float64)
 
     def fit(
         self,

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["QueryEncoder"]
+__all__ = ["QueryEncoder", "count_tokens_of"]
 
 
 @runtime_checkable
@@ -37,3 +37,17 @@ class QueryEncoder(Protocol):
     def count_tokens(self, text: str) -> int:
         """Approximate prompt tokens of ``text`` (used for the known input part of the cost)."""
         ...
+
+
+def count_tokens_of(encoder: QueryEncoder, texts: Sequence[str]) -> list[int]:
+    """``encoder.count_tokens`` of each text, in one batched pass when the encoder offers one.
+
+    An encoder (or wrapper) may add ``count_tokens_many(texts) -> list[int]``, the same counts for
+    many texts at once: the BERT-family encoders tokenise them in one call of the Rust tokenizer,
+    which runs on every core, instead of one call per text (8,500 RouterBench prompts: 5.9 s one by
+    one). Encoders without it are asked text by text, as the contract allows.
+    """
+    many = getattr(encoder, "count_tokens_many", None)
+    if callable(many):
+        return list(many(texts))
+    return [encoder.count_tokens(t) for t in texts]

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from .._exceptions import EncoderError
-from .base import QueryEncoder
+from .base import QueryEncoder, count_tokens_of
 from .hf import _check_texts
 
 __all__ = ["CachedEncoder", "CacheWarning", "default_cache_dir"]
@@ -129,6 +129,9 @@ class CachedEncoder:
 
     def count_tokens(self, text: str) -> int:
         return self.encoder.count_tokens(text)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens_of(self.encoder, texts)
 
     def key(self, text: str) -> bytes:
         return hashlib.sha256(self._fp.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ def _pad(torch: Any, arrays: Sequence[np.ndarray]) -> Any:
     return torch.from_numpy(out)
 
 
-def _top(torch: Any, layers: Sequence[Any], h: Any, keep: Any, additive: Any) -> Any:
+def _top(torch: Any, layers: Iterable[Any], h: Any, keep: Any, additive: Any) -> Any:
     """Top layers, masked mean pool, L2 normalise → (b, d)."""
     for layer in layers:
         out = layer(h, attention_mask=additive)

@@ -131,6 +131,19 @@ class _TokenInputs:
         self._ensure_tokenizer()
         return len(self._token_ids([text])[0][1])
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`count_tokens` of each text; the ones not just embedded are tokenised in one batch."""
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise EncoderError(f"count_tokens expects str items; item {i} is {type(t).__name__}")
+        clean = [_valid_unicode(t) for t in texts]
+        known = self._recent_counts
+        missing = list(dict.fromkeys(t for t in clean if t not in known))
+        if missing:
+            self._ensure_tokenizer()
+            known = {**known, **{t: len(body) for t, (_, body, _) in zip(missing, self._token_ids(missing))}}
+        return [known[t] for t in clean]
+
 
 class HFEncoder(_TokenInputs):
     """Embed queries with a local Hugging Face encoder folder (BERT-like, e.g. MiniLM).

@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,6 +262,9 @@ def _valid(folder: Path, variant: Variant, source_fingerprint: str) -> Path | No
 def _install(build: Path, folder: Path, variant: Variant) -> None:
     """Rename ``variant``'s two files from the build folder into ``folder`` (data first: the graph names it)."""
     graph, data = _files(variant)
+    # the onnx package writes external data owner-only (0600); give it the graph file's mode (the
+    # user's umask), so a cache built at install time by one user is readable by the service's user
+    os.chmod(build / data, stat.S_IMODE((build / graph).stat().st_mode))
     os.replace(build / data, folder / data)
     os.replace(build / graph, folder / graph)
 

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._exceptions import ConfigError, EncoderError
-from .base import QueryEncoder
+from .base import QueryEncoder, count_tokens_of
 from .domains import Domains, fit_domains, normalize_tags, tag_profiles
 from .tagging import CachedTagger, LabelTagger, LLMTagger, OfflineTagger, tagger_fingerprint
 
@@ -130,6 +130,9 @@ class TagEnhancedEncoder:
 
     def count_tokens(self, text: str) -> int:
         return self.base.count_tokens(text)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens_of(self.base, texts)
 
     def project(self, embeddings: np.ndarray) -> np.ndarray:
         """Apply the projection to base embeddings (n, d) → (n, d), unit rows."""

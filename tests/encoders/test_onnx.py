@@ -113,6 +113,22 @@ def test_count_after_encode_reuses_the_tokenisation(graph_cache: Path, backend: 
     assert enc.count_tokens("not embedded yet") == 3 and len(calls) == 1  # a miss tokenises
 
 
+def test_counting_many_texts_is_one_batch_with_the_same_counts(graph_cache: Path) -> None:
+    from mixllm_router.encoders.base import count_tokens_of
+
+    enc = OnnxEncoder(cache_dir=graph_cache)
+    texts = [_long("one"), "short", "naïve café", _long("two", words=200), "short"]
+    want = [HFEncoder().count_tokens(t) for t in texts]
+    calls: list[list[str]] = []
+    tokenise = enc._token_ids
+    enc._token_ids = lambda batch: calls.append(batch) or tokenise(batch)  # type: ignore[method-assign]
+    cached = CachedEncoder(enc, None)
+    assert count_tokens_of(cached, texts) == want
+    assert len(calls) == 1 and len(calls[0]) == 4  # one tokenizer call, each distinct text once
+    with pytest.raises(EncoderError):
+        count_tokens_of(cached, ["ok", 3])  # type: ignore[list-item]
+
+
 def test_cls_pooling_matches_torch(graph_cache: Path) -> None:
     texts = ["a question about cats", "another about dogs and their owners"]
     got = OnnxEncoder(pooling="cls", cache_dir=graph_cache).encode(texts)
@@ -160,6 +176,8 @@ def test_graph_is_built_once_then_reused(tmp_path: Path) -> None:
     # everything lives under the chosen folder, nothing else is written there
     names = sorted(p.name for p in path.parent.iterdir())
     assert names == [".lock", "meta.json", "model-fp32.onnx", "model-fp32.onnx.data"], names
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.glob("model-*")}
+    assert modes["model-fp32.onnx.data"] == modes["model-fp32.onnx"], modes  # readable as widely as the graph
 
 
 @pytest.mark.parametrize("damaged", ["model-fp32.onnx", "model-fp32.onnx.data"])
