@@ -93,6 +93,9 @@ def truncate_ids(ids: list[int], budget: int, truncation: Truncation) -> list[in
     return ids[:n_head] + (ids[len(ids) - n_tail :] if n_tail > 0 else [])
 
 
+_RECENT_MAX = 4096  # texts whose counts _TokenInputs keeps from one encode call
+
+
 class _TokenInputs:
     """Tokenising shared by the BERT-family encoders (torch and ONNX): model inputs and token counts.
 
@@ -100,7 +103,9 @@ class _TokenInputs:
     two would tokenise the same text twice, 0.2–1.2 ms each on two cores (the longer the prompt, the
     more); so :meth:`_inputs` keeps the content-token count of every text of the latest call, and
     :meth:`count_tokens` of such a text is a lookup. Only the latest call is kept, in a dict replaced
-    whole, so concurrent callers never see half of one; a miss tokenises again.
+    whole, so concurrent callers never see half of one; a miss tokenises again. A call of more
+    than ``_RECENT_MAX`` texts keeps nothing (:meth:`count_tokens_many` counts such a set in one
+    batched pass anyway).
     """
 
     max_tokens: int
@@ -116,7 +121,9 @@ class _TokenInputs:
     def _inputs(self, texts: list[str]) -> list[list[int]]:
         """Input ids per text: the tokenizer's leading specials + content cut to fit + trailing specials."""
         split = self._token_ids(texts)
-        self._recent_counts = {t: len(body) for t, (_, body, _) in zip(texts, split)}
+        # a bound on what is kept: a million-text encode would otherwise hold a million-entry dict
+        self._recent_counts = ({t: len(body) for t, (_, body, _) in zip(texts, split)}
+                               if len(texts) <= _RECENT_MAX else {})
         return [lead + truncate_ids(body, self.max_tokens - len(lead) - len(trail), self.truncation) + trail
                 for lead, body, trail in split]
 

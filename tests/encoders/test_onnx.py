@@ -113,6 +113,17 @@ def test_count_after_encode_reuses_the_tokenisation(graph_cache: Path, backend: 
     assert enc.count_tokens("not embedded yet") == 3 and len(calls) == 1  # a miss tokenises
 
 
+def test_a_large_encode_keeps_no_counts(graph_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mixllm_router.encoders.hf as hf
+
+    enc = OnnxEncoder(cache_dir=graph_cache)
+    enc.encode(["one", "two"])
+    assert set(enc._recent_counts) == {"one", "two"}
+    monkeypatch.setattr(hf, "_RECENT_MAX", 2)
+    enc.encode(["one", "two", "three"])  # more than the bound: nothing kept, counts still right
+    assert enc._recent_counts == {} and enc.count_tokens("three") == 1
+
+
 def test_counting_many_texts_is_one_batch_with_the_same_counts(graph_cache: Path) -> None:
     from mixllm_router.encoders.base import count_tokens_of
 
