@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import resource
 import time
 from pathlib import Path
@@ -54,6 +53,32 @@ def _data(args: argparse.Namespace) -> Any:
     return RoutingDataset.from_records(mk.records).splits()["train"]
 
 
+def _save_cache(cache: Any, path: Path) -> None:
+    """The hidden-state cache as safetensors (arrays only; never a pickle): each k's per-prompt
+    states concatenated, with the prompt lengths to split them again."""
+    from safetensors.numpy import save_file
+
+    arrays = {"frozen": cache.frozen}
+    for k, states in cache.states.items():
+        arrays[f"states_{k}"] = np.concatenate(states)
+        arrays[f"lengths_{k}"] = np.array([len(x) for x in states], dtype=np.int64)
+    save_file(arrays, str(path), metadata={"max_tokens": str(cache.max_tokens), "seconds": str(cache.seconds)})
+
+
+def _load_cache(path: Path) -> Any:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from mixllm_router.encoders.encoder_finetune import HiddenCache
+
+    arrays = load_file(str(path))
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    states = {int(name.split("_")[1]): np.split(arrays[name], np.cumsum(arrays[f"lengths_{name.split('_')[1]}"])[:-1])
+              for name in arrays if name.startswith("states_")}
+    return HiddenCache(states, arrays["frozen"], int(meta["max_tokens"]), float(meta["seconds"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/routerbench")
@@ -84,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     texts = [q for q, ok in zip(data.queries, complete) if ok]
     quality = quality[complete]
     enc = HFEncoder(max_tokens=args.max_tokens, num_threads=args.threads)
-    cache_file = Path(f"{args.cache}_{'shaped' if args.shaped else 'rb'}_{args.max_tokens}.pkl")
+    cache_file = Path(f"{args.cache}_{'shaped' if args.shaped else 'rb'}_{args.max_tokens}.safetensors")
     if cache_file.is_file():
-        cache = pickle.loads(cache_file.read_bytes())
+        cache = _load_cache(cache_file)
     else:
         cache = cache_hidden_states(enc, texts, top_ks=(1, 2), max_tokens=args.max_tokens)
-        cache_file.write_bytes(pickle.dumps(cache))
+        _save_cache(cache, cache_file)
     print(f"{len(texts)} prompts, {sum(len(s) for s in cache.states[1])} tokens at max {args.max_tokens}; "
           f"states cached in {cache.seconds:.1f} s; RSS {_rss_mb():.0f} MB", flush=True)
     settings = [_settings(s) for s in args.setting]
