@@ -147,11 +147,7 @@ def build_bert_graph(model_path: str | os.PathLike[str], config: dict[str, Any],
     c_one_f = const("c_one_f", np.array(1.0, np.float32))
     c_half = const("c_half", np.array(0.5, np.float32))
     c_sqrt2 = const("c_sqrt2", np.array(math.sqrt(2.0), np.float32))
-    c_scale = const("c_scale", np.array(1.0 / math.sqrt(d_head), np.float32))
-    c_neg = const("c_neg", np.array(-10000.0, np.float32))
     c_tiny = const("c_tiny", np.array(1e-9, np.float32))
-    heads_shape = const("heads_shape", np.array([0, 0, n_heads, d_head], np.int64))
-    merge_shape = const("merge_shape", np.array([0, 0, d], np.int64))
 
     # embeddings: word + (position + token type 0), then LayerNorm
     word = node("Gather", [const("word_emb", get("embeddings.word_embeddings.weight")), "input_ids"], "word", axis=0)
@@ -164,7 +160,11 @@ def build_bert_graph(model_path: str | os.PathLike[str], config: dict[str, Any],
     mask_f = node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
     if fused_attention:  # the contrib operator takes the raw 0/1 mask as int32
         mask_i32 = node("Cast", ["attention_mask"], "mask_i32", to=TensorProto.INT32)
-    else:
+    else:  # what the plain attention operators need
+        c_scale = const("c_scale", np.array(1.0 / math.sqrt(d_head), np.float32))
+        c_neg = const("c_neg", np.array(-10000.0, np.float32))
+        heads_shape = const("heads_shape", np.array([0, 0, n_heads, d_head], np.int64))
+        merge_shape = const("merge_shape", np.array([0, 0, d], np.int64))
         mask_add = node("Mul", [node("Sub", [c_one_f, mask_f], "mask_inv"), c_neg], "mask_add_bt")
         mask_add = node("Unsqueeze", [mask_add, const("axes_12", np.array([1, 2], np.int64))], "mask_add")
 
