@@ -157,6 +157,7 @@ def evaluate(
         decisions=report_decisions,
         intervals=intervals,
         quality_only=quality_only,
+        encoder=router.encoder.fingerprint,
         notes=notes,
         duplicate_test_queries=int(duplicates),
     )

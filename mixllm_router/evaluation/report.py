@@ -59,6 +59,7 @@ class EvalReport:
     quality_only: bool = False
     notes: list[str] = field(default_factory=list)  # warnings about the data or the reference
     duplicate_test_queries: int = 0
+    encoder: str = ""  # the fingerprint of the encoder behind every figure (backend included when it changes them)
 
     def get(self, name: str) -> MethodResult:
         for m in self.methods:
@@ -102,6 +103,8 @@ class EvalReport:
     def _header_lines(self) -> list[str]:
         lines = [f"train {self.n_train} queries, test {self.n_test} queries; reference {self.reference} "
                  "(quality and cost in % of it)"]
+        if self.encoder:
+            lines.append(f"encoder {self.encoder}")
         if self.dropped_test_queries:
             lines.append(f"{self.dropped_test_queries} test queries without every candidate's outcome left out")
         if self.duplicate_test_queries:
@@ -162,6 +165,7 @@ class EvalReport:
             "reference": self.reference,
             "n_train": self.n_train,
             "n_test": self.n_test,
+            "encoder": self.encoder,
             "dropped_test_queries": self.dropped_test_queries,
             "duplicate_test_queries": self.duplicate_test_queries,
             "quality_only": self.quality_only,

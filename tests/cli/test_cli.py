@@ -43,6 +43,7 @@ def test_eval_on_a_long_csv(long_csv, tmp_path, capsys):
     assert "acme-large" in printed and "knn baseline" in printed and "oracle" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["reference"] == "acme-large" and results["n_test"] == 30
+    assert results["encoder"].startswith("hashing") and f"encoder {results['encoder']}" in printed
     names = {m["name"] for m in results["methods"]}
     assert {"coder-x", "open-7b", "random", "oracle"} <= names
     assert (out / "tradeoff.png").stat().st_size > 10_000

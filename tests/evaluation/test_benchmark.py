@@ -38,6 +38,8 @@ def test_evaluate_reports_router_baselines_and_oracle(split_data, tmp_path):
     payload = report.to_json()
     json.dumps(payload)
     assert payload["reference"] == "math-pro" and payload["n_test"] == 40
+    # which encoder made the figures is part of the report (int8 and fp32 tables differ)
+    assert payload["encoder"] == HashingEncoder().fingerprint and f"encoder {payload['encoder']}" in report.table()
     assert "C@97.25%" in report.table() and "bootstrap" in report.table()
     assert plot_tradeoff(report, tmp_path / "p.png").stat().st_size > 10_000
 
