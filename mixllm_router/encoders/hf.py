@@ -97,7 +97,13 @@ _RECENT_MAX = 4096  # texts whose counts _TokenInputs keeps from one encode call
 
 
 class _TokenInputs:
-    """Tokenising shared by the BERT-family encoders (torch and ONNX): model inputs and token counts.
+    """What the BERT-family encoders (torch and ONNX) share: tokenising, batching, token counts.
+
+    :meth:`encode` is written once here: validate, tokenise and cut (:meth:`_inputs`), sort by
+    length so a batch pads only to its longest member, pad, and hand each batch to the backend's
+    :meth:`_forward`, which returns its pooled, unit-norm rows. A backend supplies
+    :meth:`_token_ids`, :meth:`_ensure_tokenizer`, :meth:`_ensure_model`, :meth:`_pad_id` and
+    :meth:`_forward`.
 
     The router embeds a query and then asks for its token count (the cost predictors' input). The
     two would tokenise the same text twice, 0.2–1.2 ms each on two cores (the longer the prompt, the
@@ -110,13 +116,63 @@ class _TokenInputs:
 
     max_tokens: int
     truncation: Truncation
+    batch_size: int
+    model_path: Path
     _recent_counts: dict[str, int]
+    #: What a failed batch is called in the EncoderError (``"encoder forward pass"``, ...).
+    _forward_name: str = "forward pass"
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
 
     def _token_ids(self, texts: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
         raise NotImplementedError
 
     def _ensure_tokenizer(self) -> None:
         raise NotImplementedError
+
+    def _ensure_model(self) -> None:
+        """Load the tokenizer and the model (or graph), once."""
+        raise NotImplementedError
+
+    def _pad_id(self) -> int:
+        raise NotImplementedError
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Pooled, L2-normalised float32 rows of one padded int64 batch ``(n, width)``."""
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self._ensure_model()
+        ids = self._inputs(texts)
+        pad_id = self._pad_id()
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts: Any = range(0, len(ids), self.batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        try:
+            for start in starts:
+                idx = order[start : start + self.batch_size]
+                width = max(len(ids[i]) for i in idx)
+                input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for r, i in enumerate(idx):
+                    input_ids[r, : len(ids[i])] = ids[i]
+                    mask[r, : len(ids[i])] = 1
+                out[idx] = self._forward(input_ids, mask)
+        except EncoderError:
+            raise
+        except Exception as exc:  # a broken model file or graph can fail only here; runtimes raise their own types
+            raise EncoderError(f"{self._forward_name} failed ({self.model_path.name}): {exc}") from exc
+        return out
 
     def _inputs(self, texts: list[str]) -> list[list[int]]:
         """Input ids per text: the tokenizer's leading specials + content cut to fit + trailing specials."""
@@ -306,52 +362,31 @@ class HFEncoder(_TokenInputs):
         if self._tokenizer is None:
             self._load()
 
-    # -- the contract ---------------------------------------------------------------------------
+    # -- the forward pass (batching is the shared encode's) ---------------------------------------
+    _forward_name = "encoder forward pass"
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
-        texts = _check_texts(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _ensure_model(self) -> None:
         if self._model is None:
             self._load()
+
+    def _pad_id(self) -> int:
+        pad = self._tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        tok = self._tokenizer
-        ids = self._inputs(texts)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-        starts = range(0, len(ids), self.batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="embedding", unit="batch")
-        try:
-            with torch.inference_mode():
-                for start in starts:
-                    idx = order[start : start + self.batch_size]
-                    batch = [ids[i] for i in idx]
-                    width = max(len(x) for x in batch)
-                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for r, x in enumerate(batch):
-                        input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-                        mask[r, : len(x)] = 1
-                    input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-                    hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                    if self.pooling == "mean":
-                        m = mask.unsqueeze(-1).to(hidden.dtype)
-                        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                    else:
-                        pooled = hidden[:, 0]
-                    pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1, eps=1e-12)
-                    out[idx] = pooled.cpu().numpy()
-        except EncoderError:
-            raise
-        except Exception as exc:  # a broken model file can fail only here
-            raise EncoderError(f"encoder forward pass failed ({self.model_path.name}): {exc}") from exc
-        return out
+        with torch.inference_mode():
+            ids_t = torch.from_numpy(input_ids).to(self.device)
+            mask_t = torch.from_numpy(mask).to(self.device)
+            hidden = self._model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            if self.pooling == "mean":
+                m = mask_t.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            else:
+                pooled = hidden[:, 0]
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1, eps=1e-12)
+            return pooled.cpu().numpy()
 
 
 def _import_backend() -> tuple[Any, Any, Any]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +39,7 @@ import numpy as np
 from .._exceptions import ConfigError, EncoderError
 from ._onnxruntime import INSTALL_HINT as _INSTALL
 from ._onnxruntime import import_onnxruntime, onnxruntime_available
-from .hf import HFEncoder, Pooling, Truncation, _check_texts, _TokenInputs, split_special
+from .hf import HFEncoder, Pooling, Truncation, _TokenInputs, split_special
 
 __all__ = ["OnnxEncoder", "onnxruntime_available", "import_onnxruntime"]
 
@@ -202,39 +201,18 @@ class OnnxEncoder(_TokenInputs):
         if self._tokenizer is None:
             self._load_tokenizer()
 
-    # -- the contract ---------------------------------------------------------------------------
+    # -- the forward pass (batching is the shared encode's) ---------------------------------------
+    _forward_name = "ONNX forward pass"
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Embed ``texts`` → float32 ``(len(texts), dim)`` with unit rows, in input order."""
-        texts = _check_texts(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _ensure_model(self) -> None:
         if self._session is None:
             self._load()
-        ids = self._inputs(texts)
-        pad_id = self._tokenizer.token_to_id("[PAD]")
-        pad_id = 0 if pad_id is None else int(pad_id)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts: Any = range(0, len(ids), self.batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="embedding", unit="batch")
+    def _pad_id(self) -> int:
+        pad = self._tokenizer.token_to_id("[PAD]")
+        return 0 if pad is None else int(pad)
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         want = ["mean" if self.pooling == "mean" else "cls"]
-        try:
-            for start in starts:
-                idx = order[start : start + self.batch_size]
-                width = max(len(ids[i]) for i in idx)
-                input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for r, i in enumerate(idx):
-                    input_ids[r, : len(ids[i])] = ids[i]
-                    mask[r, : len(ids[i])] = 1
-                pooled = self._session.run(want, {"input_ids": input_ids, "attention_mask": mask})[0]
-                norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-                out[idx] = pooled / norms
-        except Exception as exc:  # onnxruntime raises its own error types
-            raise EncoderError(f"ONNX forward pass failed ({self.model_path.name}): {exc}") from exc
-        return out
-
+        pooled = self._session.run(want, {"input_ids": input_ids, "attention_mask": mask})[0]
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
