@@ -32,7 +32,7 @@ from .policy.meta_score import ScoreTerms
 from .policy.tradeoff import TradeoffCurve, default_cost_weights, sweep
 from .predictors import CandidatePredictor, features
 
-__all__ = ["FittedModel", "PredictorSettings", "Predictions", "fold_assignment"]
+__all__ = ["FittedModel", "Outcomes", "PredictorSettings", "Predictions", "fold_assignment"]
 
 #: Most query-to-bank similarities held at once when kNN predicts (4M float32 = 16 MB, plus the
 #: neighbour search's index array): bounds prediction memory on large data.
@@ -68,6 +68,27 @@ class PredictorSettings:
             seed=config.seed,
             calibration_folds=config.calibration_folds,
         )
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What a fit learns from, one row per training query, one column per candidate.
+
+    ``embeddings`` ``(n, d)`` unit rows; ``tokens`` ``(n,)`` prompt tokens; ``quality`` and
+    ``cost`` ``(n, m)``, NaN where a candidate has no recorded outcome; ``out_tokens`` ``(n, m)``
+    output tokens (NaN where unknown) or None. Columns follow the ``names`` they are passed with.
+    """
+
+    embeddings: np.ndarray
+    tokens: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    out_tokens: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> Outcomes:
+        """The same outcomes restricted to ``rows`` (indices or a boolean mask)."""
+        return Outcomes(self.embeddings[rows], self.tokens[rows], self.quality[rows], self.cost[rows],
+                        None if self.out_tokens is None else self.out_tokens[rows])
 
 
 @dataclass(frozen=True)
@@ -112,32 +133,28 @@ class FittedModel:
     # ------------------------------------------------------------------------------ fitting
     def fit(
         self,
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None,
+        outcomes: Outcomes,
         *,
         encoder_fingerprint: str | None,
         reference_model: str | None = None,
         calibrate: bool = True,
     ) -> None:
-        """Fit every candidate of the pool on outcome matrices aligned with ``pool.names``.
+        """Fit every candidate of the pool on ``outcomes``, whose columns follow ``pool.names``.
 
         With ``calibrate``, out-of-fold predictions map ``cost_share`` to λ on recorded costs;
         when fewer than ``4 × calibration_folds`` queries have every candidate's outcome (sparse
         logs), on the predicted costs of the training queries instead.
         """
         names = self.pool.names
-        self.predictors = self.fit_predictors(names, embeddings, tokens, quality, cost, out_tokens)
-        self.bank = embeddings
+        self.predictors = self.fit_predictors(names, outcomes)
+        self.bank = outcomes.embeddings
         self.encoder_fingerprint = encoder_fingerprint
-        self.reference = self.pick_reference(names, cost, quality, reference_model)
+        self.reference = self.pick_reference(names, outcomes.cost, outcomes.quality, reference_model)
         self.calibration = None
         if calibrate:
-            self.calibration = self._calibrate(names, embeddings, tokens, quality, cost, out_tokens)
-            if self.calibration is None and embeddings.shape[0] >= 2:  # sparse logs: spend from predictions
-                self.calibration = self.calibration_on_predictions(self.predict(embeddings, tokens))
+            self.calibration = self._calibrate(names, outcomes)
+            if self.calibration is None and outcomes.embeddings.shape[0] >= 2:  # sparse logs: spend from predictions
+                self.calibration = self.calibration_on_predictions(self.predict(outcomes.embeddings, outcomes.tokens))
 
     @staticmethod
     def pick_reference(names: list[str], cost: np.ndarray, quality: np.ndarray, reference_model: str | None) -> str:
@@ -180,17 +197,10 @@ class FittedModel:
             seed=s.seed,
         )
 
-    def fit_predictors(
-        self,
-        names: list[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None,
-    ) -> dict[str, CandidatePredictor]:
-        """One fitted predictor per name, each on the rows where its outcome is complete."""
-        x = features(embeddings, tokens)
+    def fit_predictors(self, names: list[str], outcomes: Outcomes) -> dict[str, CandidatePredictor]:
+        """One fitted predictor per name (column of ``outcomes``), each on the rows where its outcome is complete."""
+        embeddings, quality, cost, out_tokens = outcomes.embeddings, outcomes.quality, outcomes.cost, outcomes.out_tokens
+        x = features(embeddings, outcomes.tokens)
         predictors: dict[str, CandidatePredictor] = {}
         for j, name in enumerate(names):
             mode = self.cost_mode(name, out_tokens, j)
@@ -212,16 +222,9 @@ class FittedModel:
             predictors[name] = model
         return predictors
 
-    def _calibrate(
-        self,
-        names: list[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None,
-    ) -> TradeoffCurve | None:
+    def _calibrate(self, names: list[str], outcomes: Outcomes) -> TradeoffCurve | None:
         """Out-of-fold predictions on the training data → the λ ↔ cost share curve."""
+        quality, cost = outcomes.quality, outcomes.cost
         complete = np.flatnonzero(np.isfinite(quality).all(axis=1) & np.isfinite(cost).all(axis=1))
         folds = self.settings.calibration_folds
         if complete.size < 4 * folds:
@@ -232,9 +235,7 @@ class FittedModel:
                 stacklevel=4,  # the caller of MixLLMRouter.fit
             )
             return None
-        q_oof, c_oof = self.out_of_fold(names, embeddings[complete], tokens[complete],
-                                        quality[complete], cost[complete],
-                                        None if out_tokens is None else out_tokens[complete])
+        q_oof, c_oof = self.out_of_fold(names, outcomes.take(complete))
         ref = names.index(self.reference) if self.reference else 0
         grid = default_cost_weights(float(np.mean(cost[complete])))
         return sweep(q_oof, c_oof, quality[complete], cost[complete], ref, grid)
@@ -251,32 +252,21 @@ class FittedModel:
         grid = default_cost_weights(float(np.mean(preds.cost)))
         return sweep(preds.quality, preds.cost, preds.quality, preds.cost, ref, grid)
 
-    def out_of_fold(
-        self,
-        names: list[str],
-        embeddings: np.ndarray,
-        tokens: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        out_tokens: np.ndarray | None = None,
-        *,
-        folds: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def out_of_fold(self, names: list[str], outcomes: Outcomes, *,
+                    folds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Quality and cost predicted for each query by predictors that never saw it (k-fold).
 
         Folds are :func:`fold_assignment` of the settings' seed, so every caller sees the same split.
         """
         folds = folds or self.settings.calibration_folds
+        embeddings, tokens = outcomes.embeddings, outcomes.tokens
         assignment = fold_assignment(embeddings.shape[0], folds, self.settings.seed)
-        q_oof = np.zeros_like(quality, dtype=np.float64)
-        c_oof = np.zeros_like(cost, dtype=np.float64)
+        q_oof = np.zeros_like(outcomes.quality, dtype=np.float64)
+        c_oof = np.zeros_like(outcomes.cost, dtype=np.float64)
         for fold in range(folds):
             train = np.flatnonzero(assignment != fold)
             val = np.flatnonzero(assignment == fold)
-            models = self.fit_predictors(
-                names, embeddings[train], tokens[train], quality[train], cost[train],
-                None if out_tokens is None else out_tokens[train],
-            )
+            models = self.fit_predictors(names, outcomes.take(train))
             q, c, _ = self.predict_with(models, names, embeddings[val], tokens[val], embeddings[train])
             q_oof[val], c_oof[val] = q, c
         return q_oof, c_oof

@@ -27,7 +27,7 @@ from .config import RouterConfig, make_config
 from .encoders.backends import build_encoder
 from .encoders.base import count_tokens_of
 from .learning.learner import OnlineLearner
-from .model import FittedModel, Predictions, PredictorSettings, fold_assignment
+from .model import FittedModel, Outcomes, Predictions, PredictorSettings, fold_assignment
 from .policy.decision import DecisionLog, RoutingDecision
 from .policy.load import LoadTracker
 from .policy.meta_score import ScoreTerms
@@ -253,7 +253,7 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
         cost = data.matrix("cost", names)
         out_tokens = data.matrix("output_tokens", names) if data.has_column("output_tokens") else None
         self.model.settings = PredictorSettings.of(self.config)
-        self.model.fit(embeddings, tokens, quality, cost, out_tokens, encoder_fingerprint=self.encoder.fingerprint,
+        self.model.fit(Outcomes(embeddings, tokens, quality, cost, out_tokens), encoder_fingerprint=self.encoder.fingerprint,
                        reference_model=self.config.reference_model, calibrate=calibrate)
         return self
 
@@ -300,7 +300,7 @@ class MixLLMRouter(CallingMixin, LiveStateMixin):
         """Quality and cost predicted for each query by predictors that never saw it (k-fold), with
         this router's config and pool; see :meth:`FittedModel.out_of_fold <mixllm_router.model.FittedModel.out_of_fold>`."""
         self.model.settings = PredictorSettings.of(self.config)
-        return self.model.out_of_fold(names, embeddings, tokens, quality, cost, out_tokens, folds=folds)
+        return self.model.out_of_fold(names, Outcomes(embeddings, tokens, quality, cost, out_tokens), folds=folds)
 
     # ------------------------------------------------------------------------------ prediction
     def predict(

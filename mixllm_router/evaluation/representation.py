@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import RouterConfig, make_config
+from ..model import Outcomes
 from ..policy.tradeoff import choose_reference, default_cost_weights, is_quality_only, quality_only_score, sweep
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def cv_representations(
             t0 = time.perf_counter()
             z = project_for_fold(tr)
             spent += time.perf_counter() - t0
-            models = router.model.fit_predictors(names, z[tr], tokens[tr], quality[tr], cost[tr], None)
+            models = router.model.fit_predictors(names, Outcomes(z[tr], tokens[tr], quality[tr], cost[tr]))
             q, c, _ = router.model.predict_with(models, names, z[va], tokens[va], z[tr])
             q_oof[va], c_oof[va] = q, c
         return q_oof, c_oof, spent
