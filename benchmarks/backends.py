@@ -1,16 +1,20 @@
 """The encoder backends side by side (torch, ONNX fp32, ONNX int8), in one run, as ratios to torch.
 
 Called by ``python benchmarks/overhead.py --backends`` (or run directly). One router is fitted on
-the RouterBench train files and saved; each backend then loads that checkpoint and routes fresh
-test prompts (a unique prefix each, so every route runs the encoder). The backends take turns in
-blocks of ``BLOCK`` queries, so a change of load on a shared machine hits all of them alike.
+the RouterBench train files and saved; each backend then loads that checkpoint, with no embedding
+cache in front of its encoder, and routes RouterBench test prompts as they are, so every route runs
+the encoder. (An earlier version put a memory cache in front and a unique stamp before each prompt
+to miss it; the stamp was about 16 tokens, which doubled a short prompt's 17.) The backends take
+turns in blocks of ``BLOCK`` queries, so a change of load on a shared machine hits all of them alike.
 
 Measured, per backend:
 
 - ``route`` p50/p99 of a short query and of a 256-token query (memory cache only: every query new);
 - batch-64 embedding throughput (``encode`` of 64 fresh prompts of mixed length);
-- in a *fresh subprocess* that only loads the checkpoint and routes 30 queries: peak RSS
-  (``ru_maxrss``) and the time to load and route the first query (a cold start);
+- in a *fresh subprocess* that only loads the checkpoint and routes 30 short and 30 256-token
+  queries: peak RSS (``VmHWM``), the time to load and route the first query (a cold start), and the
+  route p50 of each length with no other backend's thread pool in the process (as a web worker runs
+  one backend);
 - cosine similarity of its embeddings to torch's on the RouterBench test prompts;
 - with ``--contention``: the short-query route p50 while a second CPU-bound process spins on the
   same cores, for intra-op threads 1 and 2 (ONNX also with spinning threads), each in its own process.
@@ -53,11 +57,6 @@ def _encoder(backend: str, threads: int | None = None, spin: bool = False) -> An
     return enc
 
 
-def _fresh(texts: list[str], tag: str) -> list[str]:
-    stamp = f"{os.getpid()}-{time.time_ns()}"
-    return [f"[{tag} {stamp} {i}] {t}" for i, t in enumerate(texts)]
-
-
 def _rotating(fns: dict[str, Any], items: list[Any], per_turn: int) -> dict[str, list[float]]:
     """Time ``fns[b](item)`` for every backend and item; backends take turns in blocks, order rotating."""
     times: dict[str, list[float]] = {b: [] for b in fns}
@@ -83,22 +82,27 @@ from mixllm_router.encoders.backends import build_encoder
 # encoder= explicitly: a checkpoint trained on fp32 vectors refuses to build an int8 encoder by itself
 encoder = build_encoder(EncoderSettings(backend=os.environ["BENCH_BACKEND"], use_cache=False))
 router = MixLLMRouter.load(sys.argv[1], encoder=encoder)
-queries = json.loads(sys.argv[2])
-router.route(queries[0])
+queries = json.loads(sys.argv[2])  # {"warm": [...], "short": [...], "256-token": [...]}
+warm = queries.pop("warm")
+router.route(warm[0])
 cold = time.perf_counter() - t0
-times = []
-for q in queries[1:]:
-    t = time.perf_counter(); router.route(q); times.append(time.perf_counter() - t)
-times.sort()
+for q in warm[1:]:  # the first routes of a fresh process run slower (ONNX Runtime sizes its buffers)
+    router.route(q)
+p50 = {}
+for label, qs in queries.items():
+    times = []
+    for q in qs:
+        t = time.perf_counter(); router.route(q); times.append(time.perf_counter() - t)
+    times.sort()
+    p50[label] = 1e3 * times[len(times) // 2]
 # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork + exec
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 rss = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"rss_mb": rss, "cold_s": cold,
-                  "p50_ms": 1e3 * times[len(times) // 2], "torch_loaded": "torch" in sys.modules}))
+print(json.dumps({"rss_mb": rss, "cold_s": cold, "p50_ms": p50, "torch_loaded": "torch" in sys.modules}))
 """
 
 
-def _child(ckpt: Path, queries: list[str], env: dict[str, str]) -> dict[str, Any]:
+def _child(ckpt: Path, queries: dict[str, list[str]], env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", _CHILD, str(ckpt), json.dumps(queries)], capture_output=True,
                          text=True, timeout=900, env={**os.environ, **env}, cwd=REPO)
     if out.returncode != 0:
@@ -131,7 +135,8 @@ def run(cache_dir: Path, repeats: int, contention: bool, partial: Path | None = 
     tmp = Path(tempfile.mkdtemp(prefix="mixllm-bench-"))
     ckpt = tmp / "ckpt"
     base.save(ckpt)
-    routers = {b: MixLLMRouter.load(ckpt, encoder=CachedEncoder(encoders[b], None)) for b in BACKENDS}
+    # no embedding cache in front of the encoders, so every route runs the encoder on the prompt as it is
+    routers = {b: MixLLMRouter.load(ckpt, encoder=encoders[b]) for b in BACKENDS}
     for r in routers.values():
         r.route("warm up the encoder and the router")
     res["threads"] = {"torch": __import__("torch").get_num_threads(), "onnx": "default (one per core)"}
@@ -140,14 +145,13 @@ def run(cache_dir: Path, repeats: int, contention: bool, partial: Path | None = 
     short = [q for q in test.queries if 4 <= tokens[q] < 40]
     long = [q for q in test.queries if tokens[q] >= 300]
     for label, pool in (("short", short), ("256-token", long)):
-        items = _fresh([pool[i % len(pool)] for i in range(repeats)], label)
+        items = [pool[i % len(pool)] for i in range(repeats)]
         t = _rotating({b: routers[b].route for b in BACKENDS}, items, BLOCK)
         res[f"route_{label}"] = {b: {"p50_ms": _p(v, 50), "p99_ms": _p(v, 99), "n": len(v)} for b, v in t.items()}
         keep()
 
     n_batches = max(3, repeats // 30)
-    batches = [_fresh([test.queries[(64 * k + j) % len(test.queries)] for j in range(64)], f"b{k}")
-               for k in range(n_batches)]
+    batches = [[test.queries[(64 * k + j) % len(test.queries)] for j in range(64)] for k in range(n_batches)]
     t = _rotating({b: encoders[b].encode for b in BACKENDS}, batches, 1)
     res["batch64_qps"] = {b: 64 * len(v) / sum(v) for b, v in t.items()}
     keep()
@@ -160,7 +164,8 @@ def run(cache_dir: Path, repeats: int, contention: bool, partial: Path | None = 
         res["cosine_to_torch"][b] = {"mean": float(cos.mean()), "min": float(cos.min()), "n": len(sample)}
 
     keep()
-    queries = _fresh(short[:20] + long[:10], "child")
+    # one backend per process, as a web worker runs it: no other encoder's threads beside it
+    queries = {"warm": short[40:51], "short": short[:30], "256-token": long[:30]}
     res["fresh_process"] = {b: _child(ckpt, queries, {"BENCH_BACKEND": b}) for b in BACKENDS}
     keep()
 
@@ -177,15 +182,15 @@ _CONTENDED = """
 import json, os, sys, time, warnings
 warnings.simplefilter("ignore")
 from mixllm_router import MixLLMRouter
-from mixllm_router.encoders import CachedEncoder
 sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
 from backends import _encoder
 backend, threads, spin = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 if backend == "torch":
     import torch; torch.set_num_threads(threads)
 enc = _encoder(backend, threads, spin)
-router = MixLLMRouter.load(sys.argv[4], encoder=CachedEncoder(enc, None))
-router.route("warm up")
+router = MixLLMRouter.load(sys.argv[4], encoder=enc)
+for q in json.loads(sys.argv[6]):  # the first routes of a fresh process run slower
+    router.route(q)
 out = {}
 for label, qs in json.loads(sys.argv[5]).items():
     times = []
@@ -207,9 +212,10 @@ def _contention(ckpt: Path, short: list[str], long: list[str]) -> dict[str, Any]
         try:
             time.sleep(0.5 if busy else 0)
             for backend, threads, spin in settings:
-                qs = {"short": _fresh(short[:40], "c"), "256-token": _fresh(long[:15], "c")}
+                qs = {"short": short[:40], "256-token": long[:15]}
                 r = subprocess.run([sys.executable, "-c", textwrap.dedent(_CONTENDED), backend, str(threads),
-                                    "1" if spin else "0", str(ckpt), json.dumps(qs)], capture_output=True,
+                                    "1" if spin else "0", str(ckpt), json.dumps(qs), json.dumps(short[40:50])],
+                                   capture_output=True,
                                    text=True, timeout=900, cwd=REPO)
                 if r.returncode != 0:
                     raise RuntimeError(r.stderr[-2000:])
@@ -246,6 +252,9 @@ def table(r: dict[str, Any]) -> str:
     f = r["fresh_process"]
     row("routing-only process: peak RSS MB", {b: f[b]["rss_mb"] for b in BACKENDS}, ".0f", f"≤ {TARGETS['rss']}×")
     row("routing-only process: load + first route, s", {b: f[b]["cold_s"] for b in BACKENDS}, ".2f", "")
+    for label in ("short", "256-token"):
+        row(f"routing-only process: {label} route p50 ms (30 queries)", {b: f[b]["p50_ms"][label] for b in BACKENDS},
+            ".2f", "")
     c = r["cosine_to_torch"]
     lines.append(f"| cosine to torch, mean / min ({c['onnx']['n']} test prompts) | 1 | "
                  f"{c['onnx']['mean']:.6f} / {c['onnx']['min']:.6f} | "
